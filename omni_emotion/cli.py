@@ -1,0 +1,80 @@
+"""The `omni-emotion` command line."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+
+import torch
+
+from modeling_omni_emotion import PRESETS, OmniEmotionConfig, OmniEmotionForConditionalGeneration
+
+
+def _count_preset_parameters(preset: str) -> int:
+    with torch.device("meta"):
+        model = OmniEmotionForConditionalGeneration(OmniEmotionConfig.from_preset(preset))
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def _smoke(args: argparse.Namespace) -> None:
+    """Builds a small random model, runs one forward pass and a short greedy generation on a random clip."""
+    torch.manual_seed(args.seed)
+    config = OmniEmotionConfig(
+        vision_config={"model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64,
+                       "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 112, "patch_size": 14,
+                       "vision_use_head": False},
+        text_config={"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                     "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256},
+        audio_config={"model_type": "whisper", "num_mel_bins": 128, "d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2,
+                      "encoder_ffn_dim": 64, "decoder_layers": 1},
+        face_config={"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 4, 8], "hidden_size": 32},
+        image_token_index=250, video_token_index=251, audio_token_id=252, fusion=args.fusion,
+    )  # fmt: skip
+    model = OmniEmotionForConditionalGeneration(config).eval()
+    frames = config.num_frames
+    model_inputs = {
+        "pixel_values_videos": torch.randn(1, frames, 3, 112, 112),
+        "face_pixel_values": torch.randn(1, frames, 3, 224, 224),
+        "face_mask": torch.ones(1, frames, dtype=torch.bool),
+        "input_features": torch.randn(1, 1, 128, 3000),
+        "audio_feature_lengths": torch.tensor([round(args.audio_seconds * 100)]),
+    }
+    window_lengths = model.model.audio_window_lengths(model_inputs["audio_feature_lengths"], 1)
+    audio_tokens = int(model.model.audio_tokens_per_window(window_lengths).sum())
+    text = (
+        [config.video_token_id] * config.num_video_tokens()
+        + [config.audio_token_id] * audio_tokens
+        + [1, 2, 3]
+    )
+    input_ids = torch.tensor([text])
+    start = time.perf_counter()
+    with torch.no_grad():
+        generated = model.generate(input_ids=input_ids, **model_inputs, max_new_tokens=8, do_sample=False)
+    elapsed = time.perf_counter() - start
+    print(f"fusion={config.fusion} prompt_tokens={input_ids.shape[1]} (video {config.num_video_tokens()}, "
+          f"audio {audio_tokens}) generated={generated.shape[1] - input_ids.shape[1]} in {elapsed:.2f}s")  # fmt: skip
+    for preset in PRESETS:
+        print(f"{preset}: {_count_preset_parameters(preset) / 1e9:.3f}B parameters")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="omni-emotion", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    smoke = commands.add_parser("smoke", help="run a small random model end to end (no downloads)")
+    smoke.add_argument(
+        "--fusion", default="clip_concat", choices=["clip_concat", "frame_concat", "frame_cross_attention"]
+    )
+    smoke.add_argument("--audio-seconds", type=float, default=5.0)
+    smoke.add_argument("--seed", type=int, default=0)
+    smoke.set_defaults(handler=_smoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.handler(args)
+
+
+if __name__ == "__main__":
+    main()
