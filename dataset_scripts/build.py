@@ -1,6 +1,6 @@
 """Build SRE and HRE from record files, print their per-source counts, export them and push them.
 
-    python -m dataset_scripts.build records.jsonl --hre hre.jsonl --out ./omni-emotion-sre-hre \\
+    python -m dataset_scripts records.jsonl --hre hre.jsonl --out ./omni-emotion-sre-hre \\
         [--min-score 5] [--push-to-hub user/omni-emotion-sre-hre --private]
 """
 
@@ -51,7 +51,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.push_to_hub:
         commit = push_to_hub(args.out, args.push_to_hub, private=args.private or None)
         print(f"Pushed: {commit.commit_url}")
-
-
-if __name__ == "__main__":
-    main()

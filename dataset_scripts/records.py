@@ -206,7 +206,9 @@ def count_by_source(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 def format_source_counts(
     counts: Mapping[str, int], title: str, reference: Mapping[str, int] | None = None, width: int = 30
 ) -> str:
-    """A text bar chart of per-source counts, as in the paper's figure, with the paper's numbers beside."""
+    """A text bar chart of per-source counts, as in the paper's figure, with the paper's numbers beside
+    (a source of the reference that the data lacks is shown with 0)."""
+    counts = {**counts, **{name: 0 for name in reference or () if name not in counts}}
     total = sum(counts.values())
     largest = max(counts.values(), default=0) or 1
     name_width = max((len(name) for name in counts), default=5)
@@ -214,8 +216,8 @@ def format_source_counts(
     for name, count in counts.items():
         bar = "#" * max(1, round(width * count / largest)) if count else ""
         share = 100 * count / total if total else 0.0
-        paper = f"  (paper {reference[name]:,})" if reference and name in reference else ""
-        lines.append(f"  {name:<{name_width}} {count:>7,} {share:5.1f}% {bar}{paper}")
+        paper = f"  paper {reference[name]:>7,}" if reference and name in reference else ""
+        lines.append(f"  {name:<{name_width}} {count:>7,} {share:5.1f}%{paper}  {bar}".rstrip())
     if reference:
-        lines.append(f"  {'total':<{name_width}} {total:>7,}  (paper {sum(reference.values()):,})")
+        lines.append(f"  {'total':<{name_width}} {total:>7,} 100.0%  paper {sum(reference.values()):>7,}")
     return "\n".join(lines)
