@@ -1,0 +1,247 @@
+"""Media reading: every kind of source, every edge case of the issue, and one clear error type."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import threading
+import time
+from pathlib import Path
+
+import av
+import media_factory as mf
+import numpy as np
+import pytest
+
+from processing import media_reading
+from processing.media_reading import MediaReadError, UrlLimits, read_audio, read_clip, resample_audio
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("media")
+    mf.write_clip(root / "indexed.mp4", seconds=2, frame_fn=mf.time_bar_frame)
+    mf.write_clip(root / "silent.mp4", seconds=1, audio=False)
+    mf.write_clip(root / "three_frames.mp4", seconds=0.1, frame_fn=mf.time_bar_frame)
+    mf.write_wav(root / "stereo_44k.wav", seconds=2.5, rate=44_100, channels=2)
+    mf.write_png(root / "astronaut.png")
+    return root
+
+
+def sampled_indices(frames: np.ndarray) -> list[int]:
+    return [int(round(value)) for value in frames[:, :, :, 0].mean(axis=(1, 2))]
+
+
+def test_frames_are_sampled_uniformly_over_the_duration(media):
+    clip = read_clip(media / "indexed.mp4", num_frames=8)
+    assert clip.frames.shape == (8, 240, 320, 3) and clip.frames.dtype == np.uint8
+    expected = np.linspace(0, 59, 8)
+    assert np.abs(np.array(sampled_indices(clip.frames)) - expected).max() <= 1.5
+
+
+def test_audio_track_is_mono_16khz(media):
+    clip = read_clip(media / "indexed.mp4")
+    assert clip.audio.ndim == 1 and clip.audio.dtype == np.float32 and clip.sampling_rate == 16_000
+    assert abs(clip.audio.size / 16_000 - 2.0) < 0.1
+    assert 0.1 < np.abs(clip.audio).max() <= 1.0
+
+
+def test_audio_stops_at_max_seconds(media):
+    assert read_clip(media / "indexed.mp4", max_audio_seconds=0.5).audio.size == 8_000
+
+
+@pytest.mark.parametrize("kind", ["path", "str", "bytes", "file"])
+def test_every_local_source_kind_gives_the_same_clip(media, kind):
+    path = media / "indexed.mp4"
+    source = {
+        "path": path,
+        "str": str(path),
+        "bytes": path.read_bytes(),
+        "file": io.BytesIO(path.read_bytes()),
+    }[kind]
+    assert sampled_indices(read_clip(source, num_frames=4).frames) == sampled_indices(
+        read_clip(path, 4).frames
+    )
+
+
+class _Server:
+    """A local HTTP server over a folder; `/slow` never answers within a short timeout."""
+
+    def __init__(self, root: Path):
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def do_GET(self):
+                if self.path == "/slow":
+                    time.sleep(1)  # past the client's timeout; it has gone, so answer nothing
+                    return
+                super().do_GET()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def server(media):
+    server = _Server(media)
+    yield server
+    server.httpd.shutdown()
+
+
+def test_url_source(server, media):
+    clip = read_clip(f"{server.url}/indexed.mp4", num_frames=4)
+    assert sampled_indices(clip.frames) == sampled_indices(read_clip(media / "indexed.mp4", 4).frames)
+
+
+def test_url_over_size_limit_is_refused(server):
+    with pytest.raises(MediaReadError, match="over the limit|more than the limit"):
+        read_clip(f"{server.url}/indexed.mp4", url_limits=UrlLimits(max_bytes=1_000))
+
+
+def test_url_timeout_and_missing_url_are_clear_errors(server):
+    with pytest.raises(MediaReadError, match="slow"):
+        read_clip(f"{server.url}/slow", url_limits=UrlLimits(timeout_s=0.3))
+    with pytest.raises(MediaReadError, match="missing.mp4.*download failed"):
+        read_clip(f"{server.url}/missing.mp4")
+
+
+def test_clip_without_audio_track(media):
+    clip = read_clip(media / "silent.mp4")
+    assert clip.audio is None and clip.frames.shape[0] == 8
+
+
+def test_audio_file_alone_has_no_frames_and_is_downmixed_and_resampled(media):
+    clip = read_clip(media / "stereo_44k.wav")
+    assert clip.frames is None
+    assert abs(clip.audio.size - 2.5 * 16_000) <= 160
+
+
+def test_still_image_is_a_one_frame_clip(media):
+    clip = read_clip(media / "astronaut.png", num_frames=8)
+    assert clip.frames.shape == (1, 512, 512, 3) and clip.audio is None
+    np.testing.assert_array_equal(clip.frames[0], mf.astronaut())
+
+
+def test_clip_shorter_than_num_frames_repeats_frames_uniformly(media):
+    clip = read_clip(media / "three_frames.mp4", num_frames=8)
+    assert sampled_indices(clip.frames) == [0, 0, 1, 1, 1, 1, 2, 2]
+
+
+def test_variable_frame_rate_is_sampled_by_time(tmp_path):
+    # 30 fps for 1 s, a 2 s gap with 2 frames, then 30 fps again: each frame's grey level is 40 x its time.
+    times = [i / 30 for i in range(30)] + [1.5, 2.5] + [3 + i / 30 for i in range(30)]
+    path = mf.write_clip(
+        tmp_path / "vfr.mp4",
+        timestamps=times,
+        frame_fn=lambda i, w, h: np.full((h, w, 3), round(40 * times[i]), np.uint8),
+    )
+    clip = read_clip(path, num_frames=6)
+    got = np.array([frame[:, :, 0].mean() / 40 for frame in clip.frames])
+    targets = np.linspace(0, times[-1], 6)
+    chosen = [min(t for t in times if t >= target - 1 / 60) for target in targets]
+    # Within a frame or two of the time targets; sampling by frame index would give 0.4 s, 0.8 s, 3.17 s, ...
+    np.testing.assert_allclose(got, chosen, atol=0.1)
+
+
+def test_rotation_metadata_is_applied(tmp_path):
+    def marked(index, width, height):
+        frame = np.zeros((height, width, 3), np.uint8)
+        frame[:40, :40] = 255  # top-left corner
+        return frame
+
+    path = mf.write_clip(
+        tmp_path / "rotated.mp4", seconds=0.2, width=320, height=240, frame_fn=marked, rotation=90
+    )
+    frame = read_clip(path, num_frames=1).frames[0]
+    assert frame.shape == (320, 240, 3)
+    # 90 degrees counter-clockwise brings the top-left corner to the bottom-left.
+    assert frame[-20:, :20].mean() > 200 and frame[:20, :20].mean() < 50
+
+
+def test_long_1080p_clip_decodes_only_around_the_sampled_frames(tmp_path, monkeypatch):
+    path = mf.write_clip(
+        tmp_path / "hd.mp4",
+        seconds=6,
+        width=1920,
+        height=1080,
+        keyframe_seconds=1,
+        frame_fn=mf.time_bar_frame,
+    )
+    decoded = 0
+    original = media_reading._decode
+
+    def counting(container, stream):
+        nonlocal decoded
+        for frame in original(container, stream):
+            decoded += 1
+            yield frame
+
+    monkeypatch.setattr(media_reading, "_decode", counting)
+    clip = read_clip(path, num_frames=3)
+    assert clip.frames.shape == (3, 1080, 1920, 3)
+    # The floor: per target, the frames from the keyframe before it (1 s = 30 frames apart) up to it.
+    assert decoded <= 3 * 30 < 180, decoded
+
+
+def _bad_file(media: Path, folder: Path, kind: str) -> Path:
+    path = folder / f"{kind}.mp4"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        mf.truncated_copy(media / "indexed.mp4", path, keep=0.4)
+    elif kind == "not-media":
+        path.write_text("just some text, not media\n" * 50)
+    elif kind == "no-decodable-stream":
+        path = folder / "subtitles.srt"
+        path.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("empty", "the file is empty"),
+        ("truncated", "not readable as media"),
+        ("not-media", "not readable as media"),
+        ("no-decodable-stream", "no video or audio stream"),
+        ("missing", "no such file"),
+    ],
+)
+def test_bad_files_raise_one_error_type_naming_the_source(media, tmp_path, kind, problem):
+    source = _bad_file(media, tmp_path, kind)
+    with pytest.raises(MediaReadError, match=problem) as caught:
+        read_clip(source)
+    assert isinstance(caught.value, ValueError) and str(source) in str(caught.value)
+
+
+def test_empty_bytes_and_wrong_objects_are_clear_errors():
+    with pytest.raises(MediaReadError, match="<0 bytes>.*empty"):
+        read_clip(b"")
+    with pytest.raises(MediaReadError, match="expected a path"):
+        read_clip(12345)
+
+
+def test_read_audio_requires_an_audio_track(media):
+    assert read_audio(media / "stereo_44k.wav").size > 0
+    with pytest.raises(MediaReadError, match="no audio track"):
+        read_audio(media / "silent.mp4")
+
+
+def test_resample_audio_downmixes_and_changes_rate():
+    stereo = np.random.default_rng(0).uniform(-0.5, 0.5, size=(2, 44_100)).astype(np.float32)
+    mono = resample_audio(stereo, 44_100, 16_000)
+    assert mono.ndim == 1 and abs(mono.size - 16_000) <= 32
+
+
+def test_decoder_errors_are_wrapped(monkeypatch, media):
+    def broken(*args, **kwargs):
+        raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(media_reading, "_sample_frames", broken)
+    with pytest.raises(MediaReadError, match="indexed.mp4.*not readable"):
+        read_clip(media / "indexed.mp4")
