@@ -82,6 +82,22 @@ def _table(path: Path, delimiter: str | None = ",") -> Iterator[tuple[str, list[
                     yield f"{path}:{reader.line_num}", [field.strip() for field in fields]
 
 
+def _records(path: Path, required: tuple[str, ...]) -> Iterator[tuple[str, dict[str, str]]]:
+    """(file:line, {column: value}) of each row of a CSV file with a header naming `required` columns."""
+    rows = _table(path)
+    header_where, header = next(rows, (str(path), []))
+    if not set(required) <= set(header):
+        raise AnnotationError(
+            f"{header_where}: expected a header with columns {', '.join(required)}, got {header}"
+        )
+    for where, fields in rows:
+        if len(fields) < len(header):
+            raise AnnotationError(
+                f"{where}: expected {len(header)} fields ({', '.join(header)}), got {fields}"
+            )
+        yield where, dict(zip(header, fields, strict=False))
+
+
 def _check_fold(fold: int, source: str) -> None:
     if fold not in range(1, 6):
         raise ValueError(f"{source} has official folds 1-5, got fold={fold}")
@@ -103,19 +119,11 @@ def read_dfew(
     classes = SOURCES["DFEW"].classes
     for split in ("train", "test"):
         path = root / "EmoLabel_DataSplit" / f"{split}(single-labeled)" / f"set_{fold}.csv"
-        rows = _table(path)
-        header_where, header = next(rows, ("", []))
-        if header[:2] != ["video_name", "label"]:
-            raise AnnotationError(
-                f"{header_where or path}: expected the header 'video_name,label', got {header}"
-            )
-        for where, fields in rows:
+        for where, row in _records(path, ("video_name", "label")):
             try:
-                clip_id, code = f"{int(fields[0]):05d}", int(fields[1])
-            except (IndexError, ValueError):
-                raise AnnotationError(
-                    f"{where}: expected '<clip number>,<label 1-7>', got {fields}"
-                ) from None
+                clip_id, code = f"{int(row['video_name']):05d}", int(row["label"])
+            except ValueError:
+                raise AnnotationError(f"{where}: expected '<clip number>,<label 1-7>', got {row}") from None
             if not 1 <= code <= len(classes):
                 raise AnnotationError(f"{where}: label {code} is outside DFEW's 1-{len(classes)}")
             yield SourceClip(clip_id, video_template.format(clip_id=clip_id), classes[code - 1], split)
@@ -232,16 +240,10 @@ def read_mer24(root: Path, video_template: str = "video-labeled/{clip_id}.mp4") 
     with columns `name,discrete,valence` and the clips in `video-labeled/<name>.mp4`.
     """
     info = SOURCES["MER24"]
-    rows = _table(root / "label-disdim.csv")
-    header_where, header = next(rows, ("", []))
-    if "name" not in header or "discrete" not in header:
-        raise AnnotationError(f"{header_where}: expected a header with 'name' and 'discrete', got {header}")
-    name_at, label_at = header.index("name"), header.index("discrete")
-    for where, fields in rows:
-        clip_id = fields[name_at]
-        yield SourceClip(
-            clip_id, video_template.format(clip_id=clip_id), _class(info, fields[label_at], where), "train"
-        )
+    for where, row in _records(root / "label-disdim.csv", ("name", "discrete")):
+        clip_id = row["name"]
+        label = _class(info, row["discrete"], where)
+        yield SourceClip(clip_id, video_template.format(clip_id=clip_id), label, "train")
 
 
 _RAVDESS_NAME = re.compile(r"(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)")

@@ -218,6 +218,12 @@ def test_dropping_missing_clips_is_reported(tmp_path, clip_bytes, caplog):
             r"set_1.csv:3: label 9",
         ),
         (
+            "DFEW",
+            "EmoLabel_DataSplit/test(single-labeled)/set_1.csv",
+            "name,emotion\n3,7\n",
+            r"set_1.csv:1: expected a header with columns video_name, label",
+        ),
+        (
             "MAFW",
             "Train & Test Set/single/no_caption/set_1/train.txt",
             "00001.mp4 anger\n00002.mp4 joy\n",
