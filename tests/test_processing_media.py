@@ -29,7 +29,7 @@ def media(tmp_path_factory) -> Path:
 
 
 def sampled_indices(frames: np.ndarray) -> list[int]:
-    return [int(round(value)) for value in frames[:, :, :, 0].mean(axis=(1, 2))]
+    return [round(float(value)) for value in frames[:, :, :, 0].mean(axis=(1, 2))]
 
 
 def test_frames_are_sampled_uniformly_over_the_duration(media):
@@ -99,14 +99,14 @@ def test_url_source(server, media):
 
 
 def test_url_over_size_limit_is_refused(server):
-    with pytest.raises(MediaReadError, match="over the limit|more than the limit"):
+    with pytest.raises(MediaReadError, match=r"over the limit|more than the limit"):
         read_clip(f"{server.url}/indexed.mp4", url_limits=UrlLimits(max_bytes=1_000))
 
 
 def test_url_timeout_and_missing_url_are_clear_errors(server):
     with pytest.raises(MediaReadError, match="slow"):
         read_clip(f"{server.url}/slow", url_limits=UrlLimits(timeout_s=0.3))
-    with pytest.raises(MediaReadError, match="missing.mp4.*download failed"):
+    with pytest.raises(MediaReadError, match=r"missing.mp4.*download failed"):
         read_clip(f"{server.url}/missing.mp4")
 
 
@@ -220,7 +220,7 @@ def test_bad_files_raise_one_error_type_naming_the_source(media, tmp_path, kind,
 
 
 def test_empty_bytes_and_wrong_objects_are_clear_errors():
-    with pytest.raises(MediaReadError, match="<0 bytes>.*empty"):
+    with pytest.raises(MediaReadError, match=r"<0 bytes>.*empty"):
         read_clip(b"")
     with pytest.raises(MediaReadError, match="expected a path"):
         read_clip(12345)
@@ -243,5 +243,5 @@ def test_decoder_errors_are_wrapped(monkeypatch, media):
         raise av.InvalidDataError(1094995529, "Invalid data found when processing input")
 
     monkeypatch.setattr(media_reading, "_sample_frames", broken)
-    with pytest.raises(MediaReadError, match="indexed.mp4.*not readable"):
+    with pytest.raises(MediaReadError, match=r"indexed.mp4.*not readable"):
         read_clip(media / "indexed.mp4")

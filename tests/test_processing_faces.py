@@ -1,0 +1,93 @@
+"""Face detection, tracking and cropping on the astronaut."""
+
+from __future__ import annotations
+
+import media_factory as mf
+import numpy as np
+import pytest
+
+from processing.face_tracking import (
+    FaceDetector,
+    HaarCascadeFaceDetector,
+    box_iou,
+    crop_face,
+    primary_face_crops,
+    track_primary_face,
+)
+
+
+@pytest.fixture(scope="module")
+def detector() -> HaarCascadeFaceDetector:
+    return HaarCascadeFaceDetector()
+
+
+def test_default_detector_finds_the_astronaut_offline(detector):
+    assert isinstance(detector, FaceDetector)
+    boxes = detector(mf.astronaut())
+    assert boxes.shape == (1, 4)
+    x0, y0, x1, y1 = boxes[0]
+    assert 150 < x0 < x1 < 300 and 40 < y0 < y1 < 200  # her face, not the suit or the flag
+
+
+def test_large_frames_are_shrunk_for_detection_and_boxes_scaled_back(detector):
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[300:812, 700:1212] = mf.astronaut()
+    expected = detector(mf.astronaut()) + np.array([700, 300, 700, 300], np.float32)
+    np.testing.assert_allclose(detector(frame), expected, atol=20)
+
+
+def test_the_astronaut_face_lies_inside_each_crop(detector):
+    frames = np.stack([mf.moving_face_frame(i * 5, 640, 480) for i in range(4)])
+    crops = primary_face_crops(frames, detector, margin=0.5)
+    for crop in crops:
+        assert crop is not None
+        found = detector(crop)
+        assert len(found) == 1
+        x0, y0, x1, y1 = found[0]
+        side = crop.shape[0]
+        assert 0 <= x0 < x1 <= side and 0 <= y0 < y1 <= side
+        # The 50% margin: the face spans about 1 / 1.5 of the crop, centred.
+        assert 0.5 < (x1 - x0) / side < 0.8
+        assert abs((x0 + x1) / 2 - side / 2) < 0.1 * side
+
+
+def test_crop_is_square_with_margin_and_zero_padded_at_the_border():
+    image = np.full((100, 100, 3), 200, np.uint8)
+    crop = crop_face(image, np.array([0, 0, 40, 20], np.float32), margin=0.5)
+    assert crop.shape == (60, 60, 3)
+    assert crop[0, 0].sum() == 0 and crop[-1, -1].sum() == 600  # outside the frame / inside it
+
+
+def test_tracking_prefers_the_largest_face_that_persists():
+    persistent = np.array([[10, 10, 60, 60]], np.float32)
+    flash = np.array([[200, 200, 290, 290]], np.float32)  # larger, but in one frame only
+    detections = [np.concatenate([persistent + i, flash]) if i == 1 else persistent + i for i in range(5)]
+    detections[3] = np.zeros((0, 4), np.float32)  # missed in one frame
+    boxes = track_primary_face(detections)
+    assert boxes[3] is None
+    for i in (0, 1, 2, 4):
+        np.testing.assert_array_equal(boxes[i], persistent[0] + i)
+
+
+def test_no_face_gives_no_crop():
+    frames = np.zeros((3, 64, 64, 3), np.uint8)
+    assert primary_face_crops(frames, lambda image: np.zeros((0, 4), np.float32)) == [None, None, None]
+
+
+def test_box_iou():
+    box = np.array([0, 0, 10, 10], np.float32)
+    np.testing.assert_allclose(
+        box_iou(box, np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]])), [1, 1 / 3, 0]
+    )
+
+
+def test_repeated_frames_are_detected_once():
+    calls = []
+
+    def counting(image):
+        calls.append(1)
+        return np.zeros((0, 4), np.float32)
+
+    frame = mf.moving_face_frame(0, 64, 64)
+    primary_face_crops(np.stack([frame] * 8), counting)
+    assert len(calls) == 1
