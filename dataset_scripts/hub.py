@@ -28,7 +28,7 @@ from .records import (
     count_by_source,
     format_source_counts,
 )
-from .videos import OnMissing, missing_ids
+from .videos import OnMissing, as_roots, missing_ids, resolve_video
 
 RECORD_FEATURES = Features(
     {
@@ -222,12 +222,12 @@ def attach_videos(
     splits = data if isinstance(data, DatasetDict) else {None: data}
     located = {split: ds.select_columns(["id", "source", "video"]).to_list() for split, ds in splits.items()}
     missing = missing_ids([row for rows in located.values() for row in rows], video_roots, on_missing)
-    roots = {source: Path(root).expanduser() for source, root in video_roots.items()}
+    roots = as_roots(video_roots)
     resolved = {}
     for split, ds in splits.items():
         rows = located[split]
         kept = [index for index, row in enumerate(rows) if row["id"] not in missing]
-        paths = [str(roots[rows[index]["source"]] / rows[index]["video"]) for index in kept]
+        paths = [str(resolve_video(rows[index], roots)) for index in kept]
         resolved[split] = (ds.select(kept) if len(kept) < len(rows) else ds).add_column("video_path", paths)
     return DatasetDict(resolved) if isinstance(data, DatasetDict) else resolved[None]
 

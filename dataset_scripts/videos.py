@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from .records import validate_relative_path
+
 logger = logging.getLogger(__name__)
 
 OnMissing = Literal["raise", "drop"]
@@ -29,20 +31,27 @@ class MissingVideosError(FileNotFoundError):
         )
 
 
-def _as_roots(video_roots: Mapping[str, str | Path]) -> dict[str, Path]:
+def as_roots(video_roots: Mapping[str, str | Path]) -> dict[str, Path]:
+    """The user's `{source: folder}` mapping as paths, `~` expanded."""
     return {source: Path(root).expanduser() for source, root in video_roots.items()}
 
 
+def resolve_video(row: Mapping[str, Any], roots: Mapping[str, Path]) -> Path:
+    """The clip of `row` under its source root; a path that is absolute or escapes the root is refused,
+    since an export from elsewhere could otherwise make loading read any file."""
+    try:
+        relative = validate_relative_path(row["video"])
+    except ValueError as error:
+        raise ValueError(f"Row {row['id']!r}: {error}") from None
+    return roots[row["source"]] / relative
+
+
 def find_missing_videos(
-    rows: Iterable[Mapping[str, Any]], video_roots: Mapping[str, str | Path]
+    rows: Iterable[Mapping[str, Any]], roots: Mapping[str, Path]
 ) -> list[tuple[str, Path]]:
     """(id, absolute path) of every row whose video is not on disk; a clip may be a file or a frame folder."""
-    roots = _as_roots(video_roots)
-    return [
-        (row["id"], roots[row["source"]] / row["video"])
-        for row in rows
-        if not (roots[row["source"]] / row["video"]).exists()
-    ]
+    located = ((row["id"], resolve_video(row, roots)) for row in rows)
+    return [(row_id, path) for row_id, path in located if not path.exists()]
 
 
 def check_roots_cover(sources: Iterable[str], video_roots: Mapping[str, str | Path]) -> None:
@@ -62,7 +71,7 @@ def missing_ids(
     if on_missing not in ("raise", "drop"):
         raise ValueError(f"on_missing must be 'raise' or 'drop', got {on_missing!r}")
     check_roots_cover((row["source"] for row in rows), video_roots)
-    missing = find_missing_videos(rows, video_roots)
+    missing = find_missing_videos(rows, as_roots(video_roots))
     if missing:
         error = MissingVideosError(missing, total=len(rows))
         if on_missing == "raise":

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from datasets import load_dataset
+from datasets import Dataset, load_dataset
 from huggingface_hub import HfApi
 
 from dataset_scripts import (
+    RECORD_FEATURES,
     MissingVideosError,
     attach_videos,
     build_sre_hre,
@@ -179,6 +180,15 @@ def test_a_source_without_a_root_is_named(exported, tmp_path):
 
     with pytest.raises(ValueError, match=r"video_roots has no folder for MAFW"):
         attach_videos(data, {"DFEW": roots["DFEW"]})
+
+
+def test_attaching_refuses_paths_that_escape_their_root(tmp_path):
+    data = Dataset.from_list([{**record(1), "video": "../../secret.mp4"}], features=RECORD_FEATURES)
+
+    with pytest.raises(
+        ValueError, match=r"Row 'DFEW/00001': path '../../secret.mp4' escapes its source root"
+    ):
+        attach_videos(data, {"DFEW": tmp_path})
 
 
 def test_push_to_hub_uploads_the_export(exported, monkeypatch):
