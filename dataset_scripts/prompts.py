@@ -233,7 +233,9 @@ def build_prompts(
         return formatter(row, random.Random(f"{seed}:{index}"), **formatter_kwargs)
 
     dropped = [column for column in dataset.column_names if column not in keep_columns]
-    return dataset.map(format_row, with_indices=True, remove_columns=dropped, desc=f"{formatter.__name__}")
+    return dataset.map(
+        format_row, with_indices=True, remove_columns=dropped, desc=getattr(formatter, "__name__", "prompts")
+    )
 
 
 _MARKER = re.compile(r"emotions?(?:[ \t]+(?:labels?|words?))?[ \t*_]*[:：]", re.IGNORECASE)
