@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from modeling_omni_emotion import OmniEmotionConfig
 
 VOCAB_SIZE = 160
@@ -59,3 +61,53 @@ def tiny_config(**overrides) -> OmniEmotionConfig:
     }
     fields.update(overrides)
     return OmniEmotionConfig(**fields)
+
+
+def audio_token_count(model, mel_frames: int, num_windows: int) -> int:
+    lengths = torch.tensor([mel_frames])
+    return int(
+        model.model.audio_tokens_per_window(model.model.audio_window_lengths(lengths, num_windows)).sum()
+    )
+
+
+def clip_inputs(
+    model,
+    audio_mel_frames: list[int] | None = (100, 3500),
+    with_faces: bool = True,
+    num_frames: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Model inputs for a batch of clips laid out as the processor does, left-padded to one length.
+
+    `audio_mel_frames` gives each clip's real mel frames (None: no audio at all, the model fills zeros).
+    """
+    config = model.config
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = 2 if audio_mel_frames is None else len(audio_mel_frames)
+    num_frames = num_frames or config.num_frames
+    size, face_size = config.vision_config.image_size, config.face_config.image_size
+    inputs = {"pixel_values_videos": torch.randn(batch_size, num_frames, 3, size, size, generator=generator)}
+    if with_faces:
+        inputs["face_pixel_values"] = torch.randn(
+            batch_size, num_frames, 3, face_size, face_size, generator=generator
+        )
+        face_mask = torch.ones(batch_size, num_frames, dtype=torch.bool)
+        face_mask[0, 1] = False
+        inputs["face_mask"] = face_mask
+    if audio_mel_frames is None:
+        audio_tokens = [round(config.missing_audio_seconds * 100)] * batch_size
+        audio_tokens = [audio_token_count(model, frames, 1) for frames in audio_tokens]
+    else:
+        windows = max(-(-frames // 3000) for frames in audio_mel_frames)
+        inputs["input_features"] = torch.randn(batch_size, windows, 128, 3000, generator=generator)
+        inputs["audio_feature_lengths"] = torch.tensor(list(audio_mel_frames))
+        audio_tokens = [audio_token_count(model, frames, windows) for frames in audio_mel_frames]
+    rows = [
+        [VI_START] + [VIDEO_TOKEN_ID] * config.num_video_tokens(num_frames) + [VI_END, AU_START]
+        + [AUDIO_TOKEN_ID] * count + [AU_END] + [5 + index, 6, 7]
+        for index, count in enumerate(audio_tokens)
+    ]  # fmt: skip
+    length = max(map(len, rows))
+    inputs["input_ids"] = torch.tensor([[0] * (length - len(row)) + row for row in rows])
+    inputs["attention_mask"] = torch.tensor([[0] * (length - len(row)) + [1] * len(row) for row in rows])
+    return inputs
