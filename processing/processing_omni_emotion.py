@@ -1,0 +1,462 @@
+"""Processor class for Omni-Emotion: from raw clips and text to the model's inputs.
+
+A clip is a video (its frames, the primary face in them and its audio track), a still image (a
+one-frame clip), or an audio file alone (no frames). In the text each clip is
+`<vi_start><video><vi_end><au_start><audio><au_end>`; `<video>` expands to the fused frame + face
+tokens and `<audio>` to the audio tokens of that clip's real duration, exactly as the model counts them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import LlavaOnevisionVideoProcessor, ViTImageProcessor, WhisperFeatureExtractor
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
+
+from .face_tracking import FaceDetector, HaarCascadeFaceDetector, primary_face_crops
+from .media_reading import Clip, read_audio, read_clip, resample_audio
+
+FUSION_MODES = ("clip_concat", "frame_concat", "frame_cross_attention")
+SAMPLING_RATE = 16_000
+WINDOW_SECONDS = 30
+MEL_FRAMES_PER_SECOND = 100  # Whisper's hop of 160 samples at 16 kHz
+WINDOW_MEL_FRAMES = WINDOW_SECONDS * MEL_FRAMES_PER_SECOND
+
+CLIP_MARKUP = "<vi_start><video><vi_end><au_start><audio><au_end>"
+
+# Qwen2's chat markup; a video or image entry, or an audio entry not right after a video, is one clip.
+# An audio entry right after a video is that video's sound. `{% generation %}` marks the answer for labels;
+# no whitespace control: the template is one line, so every newline in it is meant.
+CHAT_TEMPLATE = (
+    "{% macro render(content) %}"
+    "{% if content is string %}{{ content }}{% else %}{% for part in content %}"
+    "{% if part['type'] in ('video', 'image') or (part['type'] == 'audio' and not"
+    " (loop.previtem is defined and loop.previtem['type'] == 'video')) %}" + CLIP_MARKUP + "{% endif %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% endmacro %}"
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['role'] == 'assistant' %}"
+    "{% generation %}{{ render(message['content']) }}<|im_end|>{% endgeneration %}\n"
+    "{% else %}{{ render(message['content']) }}<|im_end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class OmniEmotionProcessorKwargs(ProcessingKwargs, total=False):
+    _defaults = {}
+
+
+def audio_token_count(mel_frames: int, pool_stride: int = 3) -> int:
+    """Audio tokens the model makes from `mel_frames` real mel frames (Whisper's stride-2 conv, then pooling)."""
+    total = 0
+    for start in range(0, max(mel_frames, 1), WINDOW_MEL_FRAMES):
+        frames = min(WINDOW_MEL_FRAMES, mel_frames - start)
+        total += math.ceil(((frames - 1) // 2 + 1) / pool_stride)
+    return total
+
+
+def _uniform_indices(available: int, wanted: int) -> np.ndarray:
+    return np.linspace(0, available - 1, wanted).round().astype(int)
+
+
+class OmniEmotionProcessor(ProcessorMixin):
+    r"""
+    Constructs an Omni-Emotion processor from LLaVA-OneVision's video processor (frames), a face image
+    processor (224x224 crops, ImageNet mean/std), Whisper's feature extractor (128 mel bins) and a
+    tokenizer, plus the media reading and face tracking that turn a raw clip into their inputs.
+
+    Args:
+        video_processor ([`LlavaOnevisionVideoProcessor`], *optional*): frames; 384x384 by default.
+        image_processor ([`ViTImageProcessor`], *optional*): face crops; 224x224 bicubic ImageNet by default.
+        feature_extractor ([`WhisperFeatureExtractor`], *optional*): log-mel; 128 bins by default.
+        tokenizer ([`PreTrainedTokenizerBase`]): the LLM's tokenizer; the clip markers are added if missing.
+        chat_template (`str`, *optional*): Qwen2 markup with the clip markers by default.
+        num_frames (`int`, defaults to 8): frames sampled per video.
+        fusion (`str`, defaults to `"clip_concat"`): `clip_concat`, `frame_concat` or `frame_cross_attention`.
+        face_pool_size (`int`, defaults to 7): face tokens per frame are `face_pool_size**2`.
+        audio_pool_stride (`int`, defaults to 3): the model's average pooling over Whisper states.
+        max_audio_seconds (`float`, defaults to 30.0): audio beyond this is dropped (30 s windows up to it).
+        missing_audio_seconds (`float`, defaults to 1.0): token budget of a clip without audio.
+        face_image_size (`int`, defaults to 224): side of the face crops.
+        face_margin (`float`, defaults to 0.5): the crop is the face box grown by this fraction.
+        patch_size (`int`, defaults to 14): the vision tower's patch size (SigLIP).
+        face_detector (`FaceDetector`, *optional*): any callable image -> boxes; OpenCV's Haar cascade
+            by default. Not saved with the processor.
+    """
+
+    valid_processor_kwargs = OmniEmotionProcessorKwargs
+    text_kwargs = {"padding": True}
+
+    def __init__(
+        self,
+        video_processor=None,
+        image_processor=None,
+        feature_extractor=None,
+        tokenizer=None,
+        chat_template: str | None = None,
+        num_frames: int = 8,
+        fusion: str = "clip_concat",
+        face_pool_size: int = 7,
+        audio_pool_stride: int = 3,
+        max_audio_seconds: float = 30.0,
+        missing_audio_seconds: float = 1.0,
+        face_image_size: int = 224,
+        face_margin: float = 0.5,
+        patch_size: int = 14,
+        face_detector: FaceDetector | None = None,
+    ):
+        if fusion not in FUSION_MODES:
+            raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {fusion!r}.")
+        if tokenizer is None:
+            raise ValueError("OmniEmotionProcessor needs the LLM's `tokenizer`.")
+        if video_processor is None:
+            video_processor = LlavaOnevisionVideoProcessor(size={"height": 384, "width": 384})
+        if image_processor is None:
+            image_processor = ViTImageProcessor(
+                size={"height": face_image_size, "width": face_image_size},
+                resample=PILImageResampling.BICUBIC,
+                image_mean=IMAGENET_DEFAULT_MEAN,
+                image_std=IMAGENET_DEFAULT_STD,
+            )
+        if feature_extractor is None:
+            feature_extractor = WhisperFeatureExtractor(feature_size=128)
+        self.num_frames = num_frames
+        self.fusion = fusion
+        self.face_pool_size = face_pool_size
+        self.audio_pool_stride = audio_pool_stride
+        self.max_audio_seconds = max_audio_seconds
+        self.missing_audio_seconds = missing_audio_seconds
+        self.face_image_size = face_image_size
+        self.face_margin = face_margin
+        self.patch_size = patch_size
+        self._face_detector = face_detector
+
+        markers = ["<vi_start>", "<vi_end>", "<au_start>", "<au_end>", "<video>", "<audio>"]
+        tokenizer.add_tokens([m for m in markers if m not in tokenizer.get_vocab()], special_tokens=True)
+        self.video_token, self.audio_token = "<video>", "<audio>"
+        self.video_token_id, self.audio_token_id = tokenizer.convert_tokens_to_ids(
+            [self.video_token, self.audio_token]
+        )
+        (
+            self.video_start_token_id,
+            self.video_end_token_id,
+            self.audio_start_token_id,
+            self.audio_end_token_id,
+        ) = tokenizer.convert_tokens_to_ids(markers[:4])
+        super().__init__(
+            video_processor,
+            image_processor,
+            feature_extractor,
+            tokenizer,
+            chat_template=chat_template or CHAT_TEMPLATE,
+        )
+
+    # -- token counts: the single source of truth shared with the model ------------------------------------
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """LLaVA-OneVision's frame tokens: the SigLIP patch grid after its 2x2 pooling (27 -> 14 at 384 px)."""
+        patches = self.video_processor.size["height"] // self.patch_size
+        return math.ceil(patches / 2) ** 2
+
+    def num_video_tokens(self, num_frames: int) -> int:
+        """Frame tokens plus face tokens per frame, plus one `image_newline`; the same count for every fusion mode."""
+        return num_frames * (self.tokens_per_frame + self.face_pool_size**2) + 1
+
+    def num_audio_tokens(self, mel_frames: int) -> int:
+        return audio_token_count(mel_frames, self.audio_pool_stride)
+
+    def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
+        return self.video_token * self.num_video_tokens(
+            video_inputs["pixel_values_videos"][video_idx].shape[0]
+        )
+
+    def replace_audio_token(self, audio_inputs: dict, audio_idx: int, **kwargs) -> str:
+        return self.audio_token * self.num_audio_tokens(int(audio_inputs["audio_feature_lengths"][audio_idx]))
+
+    # -- the call ----------------------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        text: str | list[str] | None = None,
+        videos: Sequence[Any] | None = None,
+        audio: Sequence[Any] | None = None,
+        images: Sequence[Any] | None = None,
+        **kwargs: Unpack[OmniEmotionProcessorKwargs],
+    ) -> BatchFeature:
+        r"""
+        Each text sample holds at most one clip (`<video>` and `<audio>` once each), so the media tensors
+        are batch-first, one row per sample; text-only batches are plain tokenization.
+
+        Args:
+            text (`str` or `list[str]`): prompts with `<video>` / `<audio>` placeholders (see `CLIP_MARKUP`).
+            videos (`list`, *optional*): one entry per clip: a path, URL, bytes or binary file object (video,
+                image or audio file), decoded frames `(T, H, W, 3)` or an image `(H, W, 3)`, or None (no frames).
+            audio (`list`, *optional*): one entry per clip, overriding its audio track: a source as above, a
+                16 kHz waveform, a `{"array", "sampling_rate"}` dict, or None (the video's own track).
+            images (`list`, *optional*): still images, each a one-frame clip (an alias of `videos`).
+
+        Returns:
+            [`BatchFeature`] with `input_ids`, `attention_mask` and, when clips are given,
+            `pixel_values_videos` (B, T, 3, S, S), `face_pixel_values` (B, T, 3, 224, 224), `face_mask`
+            (B, T), `input_features` (B, W, 128, 3000) and `audio_feature_lengths` (B,). All clips of a
+            batch share T: a clip with fewer frames (a still image beside videos) repeats its frames, a
+            clip without frames gets T zero frames; T is `num_frames` when no clip has frames.
+        """
+        if images is not None:
+            if videos is not None:
+                raise ValueError("Pass still images through `videos` when mixing them with videos.")
+            videos = images
+        if text is None:
+            raise ValueError("OmniEmotionProcessor needs `text` holding the clip placeholders.")
+        text = [text] if isinstance(text, str) else list(text)
+        clips = self._pair_clips(_flatten(videos), _flatten(audio))
+        self._check_placeholders(text, len(clips))
+
+        merged = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
+        return_tensors = merged["text_kwargs"].pop("return_tensors", None)
+        data: dict[str, Any] = {}
+        video_replacements, audio_replacements = [], []
+        if clips:
+            decoded = [self._load_clip(video, track) for video, track in clips]
+            data.update(self._visual_inputs([clip.frames for clip in decoded], merged["videos_kwargs"]))
+            data.update(self._audio_inputs([clip.audio for clip in decoded]))
+            video_replacements = [self.replace_video_token(data, i) for i in range(len(clips))]
+            audio_replacements = [self.replace_audio_token(data, i) for i in range(len(clips))]
+
+        return_offsets = merged.get("return_text_replacement_offsets", False)
+        merged["text_kwargs"].pop("return_text_replacement_offsets", None)
+        merged["text_kwargs"].pop("return_mm_token_type_ids", None)
+        text, offsets = self.get_text_with_replacements(
+            text, videos_replacements=video_replacements, audio_replacements=audio_replacements
+        )
+        text_inputs = self.tokenizer(text, **merged["text_kwargs"])
+        self._check_special_mm_tokens(text, text_inputs, modalities=["video", "audio"])
+        if return_offsets:
+            text_inputs["text_replacement_offsets"] = offsets
+        return BatchFeature(
+            {**text_inputs, **data},
+            tensor_type=return_tensors,
+            skip_tensor_conversion=self.skip_tensor_conversion,
+        )
+
+    def _pair_clips(self, videos: list | None, audio: list | None) -> list[tuple[Any, Any]]:
+        if videos is not None and audio is not None and len(videos) != len(audio):
+            raise ValueError(
+                f"`videos` and `audio` hold one entry per clip (None where absent): got {len(videos)} and {len(audio)}."
+            )
+        count = len(videos if videos is not None else audio or [])
+        return list(zip(videos or [None] * count, audio or [None] * count, strict=True))
+
+    def _check_placeholders(self, text: list[str], num_clips: int) -> None:
+        videos = [sample.count(self.video_token) for sample in text]
+        audios = [sample.count(self.audio_token) for sample in text]
+        if num_clips == 0 and not any(videos) and not any(audios):
+            return
+        if videos != [1] * len(text) or audios != [1] * len(text) or num_clips != len(text):
+            raise ValueError(
+                f"Each text sample must hold exactly one clip ({CLIP_MARKUP}) and one clip be passed per sample: "
+                f"got {len(text)} samples with {videos} {self.video_token} and {audios} {self.audio_token} "
+                f"placeholders, and {num_clips} clips."
+            )
+
+    # -- media -------------------------------------------------------------------------------------------------
+
+    @property
+    def face_detector(self) -> FaceDetector:
+        if self._face_detector is None:
+            self._face_detector = HaarCascadeFaceDetector()
+        return self._face_detector
+
+    def _load_clip(self, video: Any, track: Any) -> Clip:
+        """Decode one clip; an explicit `track` replaces the video's own audio."""
+        if video is None:
+            clip = Clip(frames=None, audio=None, sampling_rate=SAMPLING_RATE, source="<no video>")
+        elif isinstance(video, (np.ndarray, torch.Tensor)) or hasattr(video, "convert"):
+            frames = _as_frames(video)
+            if frames.shape[0] > 1:  # decoded video: sampled like a file (an image stays one frame)
+                frames = frames[_uniform_indices(frames.shape[0], self.num_frames)]
+            clip = Clip(frames=frames, audio=None, sampling_rate=SAMPLING_RATE, source="<frames>")
+        else:
+            clip = read_clip(
+                video, self.num_frames, SAMPLING_RATE, self.max_audio_seconds, with_audio=track is None
+            )
+        if track is not None:
+            clip.audio = self._load_audio(track)
+        return clip
+
+    def _load_audio(self, track: Any) -> np.ndarray:
+        if isinstance(track, dict):
+            return resample_audio(track["array"], track.get("sampling_rate", SAMPLING_RATE), SAMPLING_RATE)
+        if isinstance(track, (np.ndarray, torch.Tensor)):
+            return np.asarray(track, dtype=np.float32).reshape(-1)
+        return read_audio(track, SAMPLING_RATE, self.max_audio_seconds)
+
+    def _visual_inputs(self, frames: list[np.ndarray | None], videos_kwargs: dict) -> dict[str, torch.Tensor]:
+        """Frames and face crops of every clip at the batch's T (see `__call__`)."""
+        present = [f.shape[0] for f in frames if f is not None]
+        num_frames = max(present) if present else self.num_frames
+        size = self.video_processor.size
+        pixel_values = torch.zeros(len(frames), num_frames, 3, size["height"], size["width"])
+        faces = torch.zeros(len(frames), num_frames, 3, self.face_image_size, self.face_image_size)
+        face_mask = torch.zeros(len(frames), num_frames, dtype=torch.bool)
+        rows = [row for row, clip_frames in enumerate(frames) if clip_frames is not None]
+        resampled = [frames[row][_uniform_indices(frames[row].shape[0], num_frames)] for row in rows]
+        if rows:
+            videos_kwargs = {**videos_kwargs, "return_tensors": "pt"}
+            pixel_values[rows] = self.video_processor(resampled, **videos_kwargs)["pixel_values_videos"]
+        for row, clip_frames in zip(rows, resampled, strict=True):
+            crops = primary_face_crops(clip_frames, self.face_detector, margin=self.face_margin)
+            found = [i for i, crop in enumerate(crops) if crop is not None]
+            if found:
+                processed = self.image_processor([crops[i] for i in found], return_tensors="pt")[
+                    "pixel_values"
+                ]
+                faces[row, found] = processed
+                face_mask[row, found] = True
+        return {"pixel_values_videos": pixel_values, "face_pixel_values": faces, "face_mask": face_mask}
+
+    def _audio_inputs(self, waveforms: list[np.ndarray | None]) -> dict[str, torch.Tensor]:
+        """Whisper log-mel in 30 s windows cut here (the extractor would truncate), zero-padded to the batch's W."""
+        max_samples = int(self.max_audio_seconds * SAMPLING_RATE)
+        window = WINDOW_SECONDS * SAMPLING_RATE
+        windows, counts, lengths = [], [], []
+        for waveform in waveforms:
+            if waveform is None or waveform.size == 0:
+                counts.append(0)
+                lengths.append(round(self.missing_audio_seconds * MEL_FRAMES_PER_SECOND))
+                continue
+            waveform = waveform[:max_samples]
+            pieces = [waveform[start : start + window] for start in range(0, waveform.size, window)]
+            windows.extend(pieces)
+            counts.append(len(pieces))
+            lengths.append(math.ceil(waveform.size / (SAMPLING_RATE // MEL_FRAMES_PER_SECOND)))
+        bins = self.feature_extractor.feature_size
+        features = torch.zeros(len(waveforms), max(max(counts), 1), bins, WINDOW_MEL_FRAMES)
+        if windows:
+            mel = self.feature_extractor(windows, sampling_rate=SAMPLING_RATE, return_tensors="pt")[
+                "input_features"
+            ]
+            mel_rows = iter(mel)
+            for row, count in enumerate(counts):
+                for column in range(count):
+                    features[row, column] = next(mel_rows)
+        return {"input_features": features, "audio_feature_lengths": torch.tensor(lengths, dtype=torch.long)}
+
+    # -- chat ------------------------------------------------------------------------------------------------
+
+    def _multimodal_inputs_from_conversations(
+        self, conversations: list[list[dict]], audio_loading_params: dict, load_audio_from_video: bool = False
+    ):
+        """Clips in the order the chat template places their markup: (video, audio override) pairs."""
+        batch_videos, batch_audio = [], []
+        for conversation in conversations:
+            videos = []
+            for message in conversation:
+                content = message.get("content")
+                if isinstance(content, str) or not content:
+                    continue
+                previous = None
+                for part in content:
+                    kind = part.get("type")
+                    if kind in ("video", "image"):
+                        videos.append(_first(part, ("video", "image", "url", "path")))
+                        batch_audio.append(None)
+                    elif kind == "audio":
+                        track = _audio_entry(part)
+                        if previous == "video":
+                            batch_audio[-1] = track
+                        else:
+                            videos.append(None)
+                            batch_audio.append(track)
+                    previous = kind
+            batch_videos.append(videos)
+        has_audio = any(track is not None for track in batch_audio)
+        flat_videos = [video for videos in batch_videos for video in videos]
+        return [[] for _ in conversations], [flat_videos], batch_audio if has_audio else [], {}
+
+    def apply_chat_template(self, conversation, *args, return_labels: bool = False, **kwargs):
+        """transformers' `apply_chat_template`; `return_labels=True` adds `labels`, -100 but on the answers."""
+        if not return_labels:
+            return super().apply_chat_template(conversation, *args, **kwargs)
+        kwargs.update(tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        return_tensors = kwargs.get("return_tensors", "auto")
+        kwargs["return_tensors"] = "pt"
+        out = super().apply_chat_template(conversation, *args, **kwargs)
+        answer = out.pop("assistant_masks").bool() & out["attention_mask"].bool()
+        out["labels"] = torch.where(answer, out["input_ids"], torch.full_like(out["input_ids"], -100))
+        if return_tensors not in ("pt", "auto"):
+            out.convert_to_tensors(return_tensors)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        # The detector is a runtime object (OpenCV's cannot be copied): it is chosen at load time, never saved.
+        detector = self.__dict__.pop("_face_detector")
+        try:
+            return super().to_dict()
+        finally:
+            self._face_detector = detector
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return [
+            "input_ids",
+            "attention_mask",
+            "pixel_values_videos",
+            "face_pixel_values",
+            "face_mask",
+            "input_features",
+            "audio_feature_lengths",
+        ]
+
+
+def _flatten(entries: Sequence[Any] | None) -> list | None:
+    """Accept one entry per clip, either flat or nested per sample (as `apply_chat_template` builds them)."""
+    if entries is None:
+        return None
+    if isinstance(entries, (str, bytes, dict, np.ndarray, torch.Tensor)) or hasattr(entries, "read"):
+        return [entries]
+    flat = []
+    for entry in entries:
+        is_nested = isinstance(entry, (list, tuple)) and not (entry and isinstance(entry[0], (int, float)))
+        flat.extend(entry if is_nested else [entry])
+    return flat
+
+
+def _as_frames(video: Any) -> np.ndarray:
+    """Decoded frames (T, H, W, 3), one image (H, W, 3) or a PIL image, as uint8 frames."""
+    frames = np.asarray(video.convert("RGB") if hasattr(video, "convert") else video)
+    if frames.ndim == 3:
+        frames = frames[None]
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"Expected frames of shape (T, H, W, 3) or an image (H, W, 3), got {frames.shape}.")
+    return frames.astype(np.uint8, copy=False)
+
+
+def _first(part: dict, keys: Sequence[str]) -> Any:
+    for key in keys:
+        if part.get(key) is not None:
+            return part[key]
+    raise ValueError(f"A {part.get('type')!r} entry needs one of the keys {list(keys)}: got {sorted(part)}.")
+
+
+def _audio_entry(part: dict) -> Any:
+    if part.get("array") is not None:
+        return {"array": part["array"], "sampling_rate": part.get("sampling_rate", SAMPLING_RATE)}
+    return _first(part, ("audio", "url", "path"))
+
+
+OmniEmotionProcessor.register_for_auto_class("AutoProcessor")
+
+__all__ = ["CHAT_TEMPLATE", "OmniEmotionProcessor", "audio_token_count"]
