@@ -24,16 +24,14 @@ from .emotion_wheel import (
 _CITATION = """\
 @inproceedings{lian2024mer,
   title={MER 2024: Semi-Supervised Learning, Noise Robustness, and Open-Vocabulary Multimodal Emotion Recognition},
-  author={Lian, Zheng and Sun, Haiyang and Sun, Licai and Wen, Zhuofan and Zhang, Siyuan and Chen, Shun and
-          Gu, Hao and Zhao, Jinming and Ma, Ziyang and Chen, Xie and others},
+  author={Lian, Zheng and Sun, Haiyang and Sun, Licai and others},
   booktitle={Proceedings of the 2nd International Workshop on Multimodal and Responsible Affective Computing},
   pages={41--48},
   year={2024}
 }
 @inproceedings{lian2025affectgpt,
   title={AffectGPT: A New Dataset, Model, and Benchmark for Emotion Understanding with Multimodal Large Language Models},
-  author={Lian, Zheng and Chen, Haoyu and Chen, Lan and Sun, Haiyang and Sun, Licai and Ren, Yong and Cheng, Zebang and
-          Liu, Bin and Liu, Rui and Peng, Xiaojiang and Yi, Jiangyan and Tao, Jianhua},
+  author={Lian, Zheng and others},
   booktitle={International Conference on Machine Learning},
   year={2025}
 }
@@ -171,7 +169,7 @@ class EmerOv(evaluate.Metric):
         )
 
     def _download_and_prepare(self, dl_manager: datasets.DownloadManager) -> None:
-        # Kept, not used yet: only the wheel grouping needs the resources, and other groupings must work offline.
+        # Download on first use of the wheel grouping, so that the other groupings work offline.
         self._dl_manager = dl_manager
 
     def _compute(

@@ -16,8 +16,7 @@ import evaluate
 _CITATION = """\
 @article{lian2023explainable,
   title={Explainable Multimodal Emotion Recognition},
-  author={Lian, Zheng and Sun, Haiyang and Sun, Licai and Gu, Hao and Wen, Zhuofan and Zhang, Siyuan and Chen, Shun and
-          Xu, Mingyu and Xu, Ke and Chen, Kang and others},
+  author={Lian, Zheng and Sun, Haiyang and Sun, Licai and others},
   journal={arXiv preprint arXiv:2306.15401},
   year={2023}
 }
