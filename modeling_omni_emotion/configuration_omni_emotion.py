@@ -181,6 +181,18 @@ class OmniEmotionConfig(LlavaOnevisionConfig):
         num_frames = self.num_frames if num_frames is None else num_frames
         return num_frames * (self.frame_tokens_per_frame + self.face_tokens_per_frame) + 1
 
+    def num_audio_tokens(self, mel_frames: int) -> int:
+        """Audio tokens of a clip with `mel_frames` real 10 ms mel frames, cut in 30 s windows and capped at
+        `max_audio_seconds`: each window of L frames gives ceil(((L - 1) // 2 + 1) / audio_pool_stride)."""
+        window = 2 * self.audio_config.max_source_positions
+        remaining = min(mel_frames, round(self.max_audio_seconds * 100))
+        total = 0
+        while remaining > 0:
+            length = min(remaining, window)
+            total += math.ceil(((length - 1) // 2 + 1) / self.audio_pool_stride)
+            remaining -= length
+        return total
+
     @classmethod
     def from_preset(cls, name: str, **overrides) -> OmniEmotionConfig:
         """A configuration whose parts have the sizes of the public checkpoints (`omni-emotion-7b`, `-0.5b`)."""

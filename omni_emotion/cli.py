@@ -40,8 +40,7 @@ def _smoke(args: argparse.Namespace) -> None:
         "input_features": torch.randn(1, 1, 128, 3000),
         "audio_feature_lengths": torch.tensor([round(args.audio_seconds * 100)]),
     }
-    window_lengths = model.model.audio_window_lengths(model_inputs["audio_feature_lengths"], 1)
-    audio_tokens = int(model.model.audio_tokens_per_window(window_lengths).sum())
+    audio_tokens = config.num_audio_tokens(round(args.audio_seconds * 100))
     text = (
         [config.video_token_id] * config.num_video_tokens()
         + [config.audio_token_id] * audio_tokens

@@ -119,6 +119,7 @@ def test_audio_longer_than_max_audio_seconds_is_cut():
     windows = model.model.audio_window_lengths(torch.tensor([6000]), 2)
     assert windows.tolist() == [[3000, 1500]]
     assert int(model.model.audio_tokens_per_window(windows).sum()) == 500 + 250
+    assert model.config.num_audio_tokens(9000) == 500 + 250
 
 
 def test_video_token_count_is_the_same_for_every_fusion_and_matches_the_features():

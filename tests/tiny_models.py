@@ -63,13 +63,6 @@ def tiny_config(**overrides) -> OmniEmotionConfig:
     return OmniEmotionConfig(**fields)
 
 
-def audio_token_count(model, mel_frames: int, num_windows: int) -> int:
-    lengths = torch.tensor([mel_frames])
-    return int(
-        model.model.audio_tokens_per_window(model.model.audio_window_lengths(lengths, num_windows)).sum()
-    )
-
-
 def clip_inputs(
     model,
     audio_mel_frames: list[int] | None = (100, 3500),
@@ -95,13 +88,12 @@ def clip_inputs(
         face_mask[0, 1] = False
         inputs["face_mask"] = face_mask
     if audio_mel_frames is None:
-        audio_tokens = [round(config.missing_audio_seconds * 100)] * batch_size
-        audio_tokens = [audio_token_count(model, frames, 1) for frames in audio_tokens]
+        audio_tokens = [config.num_audio_tokens(round(config.missing_audio_seconds * 100))] * batch_size
     else:
         windows = max(-(-frames // 3000) for frames in audio_mel_frames)
         inputs["input_features"] = torch.randn(batch_size, windows, 128, 3000, generator=generator)
         inputs["audio_feature_lengths"] = torch.tensor(list(audio_mel_frames))
-        audio_tokens = [audio_token_count(model, frames, windows) for frames in audio_mel_frames]
+        audio_tokens = [config.num_audio_tokens(frames) for frames in audio_mel_frames]
     rows = [
         [VI_START] + [VIDEO_TOKEN_ID] * config.num_video_tokens(num_frames) + [VI_END, AU_START]
         + [AUDIO_TOKEN_ID] * count + [AU_END] + [5 + index, 6, 7]
