@@ -54,7 +54,7 @@ CHAT_TEMPLATE = (
 
 
 class OmniEmotionProcessorKwargs(ProcessingKwargs, total=False):
-    _defaults = {}
+    """The standard per-modality kwargs; the clip settings are processor attributes (saved with it)."""
 
 
 def audio_token_count(mel_frames: int, pool_stride: int = 3) -> int:
