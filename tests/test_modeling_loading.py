@@ -253,3 +253,25 @@ def test_fresh_model_initialises_frame_embedding_to_zero_and_swin_position_index
         reference.relative_position_index[: attention.relative_position_index.numel()],
     )
     assert attention.relative_position_bias_table.std() > 0
+
+
+def test_device_map_auto_keeps_whole_blocks_and_gives_the_same_logits(saved_model):
+    from accelerate import infer_auto_device_map
+
+    model, directory = saved_model
+    assert {
+        "Qwen2DecoderLayer",
+        "SiglipEncoderLayer",
+        "WhisperEncoderLayer",
+        "OmniEmotionFaceEncoder",
+    } <= set(model._no_split_modules)
+    # A memory budget that forces the model over several devices still never cuts a block in two.
+    device_map = infer_auto_device_map(
+        model,
+        max_memory={0: "300KB", 1: "300KB", "cpu": "1GB"},
+        no_split_module_classes=model._no_split_modules,
+    )
+    assert not any(".face_encoder." in name or ".layers.0." in name for name in device_map)
+    loaded = OmniEmotionForConditionalGeneration.from_pretrained(directory, device_map="auto").eval()
+    inputs = clip_inputs(model)
+    assert torch.equal(logits_of(model, inputs), logits_of(loaded, inputs))
