@@ -1,4 +1,4 @@
-"""The primary face of a clip: detection per sampled frame, tracking by box overlap, cropping.
+"""The primary face of a clip: detection per sampled frame, tracking by box position and size, cropping.
 
 Any callable that maps an RGB frame to boxes is a detector (`FaceDetector`); the default,
 `HaarCascadeFaceDetector`, uses the cascade that ships inside the opencv-python-headless wheel, so
@@ -90,33 +90,54 @@ class _Track:
     @property
     def score(self) -> float:
         """Persistence times size: the sum of the box areas over the frames where the face was seen."""
-        return float(sum((b[2] - b[0]) * (b[3] - b[1]) for b in self.boxes.values()))
+        return sum(_area(box) for box in self.boxes.values())
 
 
-def track_primary_face(
-    detections: Sequence[np.ndarray], iou_threshold: float = 0.3
-) -> list[np.ndarray | None]:
+def _link_cost(box: np.ndarray, last: np.ndarray, max_shift: float) -> float:
+    """How well `box` continues a track whose last box is `last`: lower is better, inf when it cannot.
+
+    Sampled frames of a clip lie up to seconds apart, so a face may have moved past any overlap: a box links
+    when its centre moved at most `max_shift` face sides and its side changed at most twofold. Overlap (IoU)
+    ranks the candidates first, then the shift.
+    """
+    side, last_side = float(np.sqrt(_area(box))), float(np.sqrt(_area(last)))
+    if min(side, last_side) <= 0 or max(side, last_side) > 2 * min(side, last_side):
+        return float("inf")
+    shift = float(np.hypot(*((box[:2] + box[2:]) / 2 - (last[:2] + last[2:]) / 2))) / max(side, last_side)
+    if shift > max_shift:
+        return float("inf")
+    return shift - float(box_iou(box, last[None])[0])
+
+
+def _area(box: np.ndarray) -> float:
+    return float((box[2] - box[0]) * (box[3] - box[1]))
+
+
+def track_primary_face(detections: Sequence[np.ndarray], max_shift: float = 1.5) -> list[np.ndarray | None]:
     """The box of the primary face in each frame (None where it is not seen).
 
-    Boxes are linked greedily frame to frame to the track whose last box overlaps most (a face missed
-    in some frames keeps its track); the primary face is the track with the largest summed area, i.e.
-    the largest face that persists.
+    In each frame, box-track pairs are linked cheapest first (see `_link_cost`), each box and track once;
+    a box that continues no track starts one, and a face missed in some frames keeps its track. The primary
+    face is the track with the largest summed area, i.e. the largest face that persists.
     """
     tracks: list[_Track] = []
     for frame_index, boxes in enumerate(detections):
-        claimed: set[int] = set()
-        for box in sorted(
-            np.asarray(boxes, dtype=np.float32).reshape(-1, 4), key=lambda b: -(b[2] - b[0]) * (b[3] - b[1])
-        ):
-            candidates = [i for i in range(len(tracks)) if i not in claimed]
-            overlaps = [box_iou(box, tracks[i].last[None])[0] for i in candidates]
-            if overlaps and max(overlaps) >= iou_threshold:
-                chosen = candidates[int(np.argmax(overlaps))]
-            else:
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        pairs = sorted(
+            (cost, box_index, track_index)
+            for box_index, box in enumerate(boxes)
+            for track_index, track in enumerate(tracks)
+            if (cost := _link_cost(box, track.last, max_shift)) != float("inf")
+        )
+        linked: dict[int, int] = {}
+        for _, box_index, track_index in pairs:
+            if box_index not in linked and track_index not in linked.values():
+                linked[box_index] = track_index
+        for box_index, box in enumerate(boxes):
+            if box_index not in linked:
                 tracks.append(_Track())
-                chosen = len(tracks) - 1
-            tracks[chosen].boxes[frame_index] = box
-            claimed.add(chosen)
+                linked[box_index] = len(tracks) - 1
+            tracks[linked[box_index]].boxes[frame_index] = box
     if not tracks:
         return [None] * len(detections)
     primary = max(tracks, key=lambda track: track.score)
@@ -140,7 +161,7 @@ def crop_face(image: np.ndarray, box: np.ndarray, margin: float = 0.5) -> np.nda
 
 
 def primary_face_crops(
-    frames: np.ndarray, detector: FaceDetector, margin: float = 0.5, iou_threshold: float = 0.3
+    frames: np.ndarray, detector: FaceDetector, margin: float = 0.5, max_shift: float = 1.5
 ) -> list[np.ndarray | None]:
     """One crop of the primary face per frame of (T, H, W, 3) `frames`, None where it is absent.
 
@@ -153,7 +174,7 @@ def primary_face_crops(
         if key not in cache:
             cache[key] = detector(frame)
         detections.append(cache[key])
-    boxes = track_primary_face(detections, iou_threshold=iou_threshold)
+    boxes = track_primary_face(detections, max_shift=max_shift)
     return [
         None if box is None else crop_face(frame, box, margin)
         for frame, box in zip(frames, boxes, strict=True)

@@ -69,6 +69,24 @@ def test_tracking_prefers_the_largest_face_that_persists():
         np.testing.assert_array_equal(boxes[i], persistent[0] + i)
 
 
+def test_a_face_that_moved_past_any_overlap_between_sampled_frames_keeps_its_track():
+    # Frames sampled a second apart: the face moves by more than its width, another one jumps in once.
+    face = np.array([0, 40, 40, 80], np.float32)
+    far_away = np.array([[300, 300, 330, 330]], np.float32)
+    step = np.array([60, 0, 60, 0], np.float32)
+    detections = [(face + i * step)[None] for i in range(4)]
+    detections[2] = np.concatenate([detections[2], far_away])
+    boxes = track_primary_face(detections)
+    for i in range(4):
+        np.testing.assert_array_equal(boxes[i], face + i * step)
+
+
+def test_a_box_of_a_very_different_size_starts_a_new_track():
+    detections = [np.array([[0, 0, 40, 40]], np.float32), np.array([[0, 0, 120, 120]], np.float32)]
+    boxes = track_primary_face(detections)
+    assert boxes[0] is None and boxes[1] is not None  # the larger one wins; it is not the same face
+
+
 def test_no_face_gives_no_crop():
     frames = np.zeros((3, 64, 64, 3), np.uint8)
     assert primary_face_crops(frames, lambda image: np.zeros((0, 4), np.float32)) == [None, None, None]
