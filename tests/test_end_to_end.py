@@ -10,24 +10,15 @@ import textwrap
 import media_factory
 import pytest
 import torch
-from tiny_models import tiny_config
-from transformers import LlavaOnevisionVideoProcessor
+from tiny_models import tiny_config, tiny_processor
 
 from modeling_omni_emotion import OmniEmotionForConditionalGeneration
-from processing import OmniEmotionProcessor
 
 
 def matched_pair(tokenizer, fusion: str = "clip_concat"):
     """A tiny model and a processor whose frame size, frame count, pooling and token ids agree."""
     config = tiny_config(fusion=fusion)
-    size = config.vision_config.image_size
-    processor = OmniEmotionProcessor(
-        tokenizer=tokenizer,
-        video_processor=LlavaOnevisionVideoProcessor(size={"height": size, "width": size}),
-        fusion=fusion,
-        num_frames=config.num_frames,
-        face_pool_size=config.face_pool_size,
-    )
+    processor = tiny_processor(tokenizer, config)
     text_config = config.text_config.to_dict() | {"vocab_size": len(processor.tokenizer)}
     config = tiny_config(
         fusion=fusion,

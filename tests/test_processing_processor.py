@@ -279,24 +279,13 @@ def test_auto_processor_is_registered_for_the_model_config(processor, tmp_path):
 
 @pytest.mark.parametrize("fusion", ["clip_concat", "frame_concat", "frame_cross_attention"])
 def test_placeholder_counts_equal_what_a_tiny_model_consumes(tiny_tokenizer, media, fusion):
-    from tiny_models import tiny_config
-    from transformers import LlavaOnevisionVideoProcessor
+    from tiny_models import tiny_config, tiny_processor
 
     from modeling_omni_emotion import OmniEmotionForConditionalGeneration
 
     config = tiny_config(fusion=fusion, max_audio_seconds=60.0)
     model = OmniEmotionForConditionalGeneration(config).eval()
-    size = config.vision_config.image_size
-    processor = OmniEmotionProcessor(
-        tokenizer=tiny_tokenizer,
-        video_processor=LlavaOnevisionVideoProcessor(size={"height": size, "width": size}),
-        fusion=fusion,
-        num_frames=config.num_frames,
-        face_pool_size=config.face_pool_size,
-        max_audio_seconds=config.max_audio_seconds,
-        face_image_size=config.face_config.image_size,
-        patch_size=config.vision_config.patch_size,
-    )
+    processor = tiny_processor(tiny_tokenizer, config)
     clips = [media / "face.mp4", media / "silent.mp4"] + [media / f"tone_{s}s.wav" for s in (1, 3, 10, 45)]
     out = processor(text=[PROMPT] * len(clips), videos=clips, return_tensors="pt")
     with torch.no_grad():

@@ -103,3 +103,22 @@ def clip_inputs(
     inputs["input_ids"] = torch.tensor([[0] * (length - len(row)) + row for row in rows])
     inputs["attention_mask"] = torch.tensor([[0] * (length - len(row)) + [1] * len(row) for row in rows])
     return inputs
+
+
+def tiny_processor(tokenizer, config: OmniEmotionConfig):
+    """An OmniEmotionProcessor whose frame size, frame count, pooling and fusion mirror `config`."""
+    from transformers import LlavaOnevisionVideoProcessor
+
+    from processing import OmniEmotionProcessor
+
+    size = config.vision_config.image_size
+    return OmniEmotionProcessor(
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor(size={"height": size, "width": size}),
+        fusion=config.fusion,
+        num_frames=config.num_frames,
+        face_pool_size=config.face_pool_size,
+        max_audio_seconds=config.max_audio_seconds,
+        face_image_size=config.face_config.image_size,
+        patch_size=config.vision_config.patch_size,
+    )
