@@ -540,9 +540,13 @@ class OmniEmotionForConditionalGeneration(OmniEmotionPreTrainedModel, LlavaOnevi
         for key in ("model_type", "architectures", "auto_map", "transformers_version"):
             llava_fields.pop(key, None)
         config = OmniEmotionConfig(**{**llava_fields, **config_kwargs})
-        return cls.from_pretrained(
+        loaded = cls.from_pretrained(
             pretrained_model_name_or_path, config=config, key_mapping=LLAVA_ONEVISION_KEY_MAPPING, **kwargs
         )
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        # `save_pretrained` reverts the renamings a model was loaded with; ours are saved in the new layout.
+        model._weight_conversions = None
+        return loaded
 
     def get_audio_features(
         self, input_features: torch.Tensor, audio_feature_lengths: torch.Tensor | None = None, **kwargs

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
 
 import torch
 
 from modeling_omni_emotion import PRESETS, OmniEmotionConfig, OmniEmotionForConditionalGeneration
+from modeling_omni_emotion.configuration_omni_emotion import FUSION_MODES
 
 
 def _count_preset_parameters(preset: str) -> int:
@@ -57,6 +59,31 @@ def _smoke(args: argparse.Namespace) -> None:
         print(f"{preset}: {_count_preset_parameters(preset) / 1e9:.3f}B parameters")
 
 
+def _assemble(args: argparse.Namespace) -> None:
+    """Builds a model and processor from pretrained parts and saves both (and pushes them, if asked)."""
+    from omni_emotion.assembly import assemble
+
+    overrides = json.loads(args.config_overrides) if args.config_overrides else {}
+    if not isinstance(overrides, dict):
+        raise SystemExit(f"--config-overrides must be a JSON object, got {args.config_overrides!r}.")
+    model, processor = assemble(
+        args.llava_onevision,
+        None if args.whisper == "none" else args.whisper,
+        None if args.facexformer == "none" else args.facexformer,
+        dtype=getattr(torch, args.dtype),
+        fusion=args.fusion,
+        num_frames=args.num_frames,
+        **overrides,
+    )
+    model.save_pretrained(args.output)
+    processor.save_pretrained(args.output)
+    print(f"Saved the model and processor to {args.output}")
+    if args.push_to_hub:
+        model.push_to_hub(args.push_to_hub, private=args.private)
+        processor.push_to_hub(args.push_to_hub, private=args.private)
+        print(f"Pushed to {args.push_to_hub}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omni-emotion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--audio-seconds", type=float, default=5.0)
     smoke.add_argument("--seed", type=int, default=0)
     smoke.set_defaults(handler=_smoke)
+
+    assemble = commands.add_parser(
+        "assemble", help="build a model + processor from LLaVA-OneVision, Whisper and FaceXFormer checkpoints"
+    )
+    assemble.add_argument("--llava-onevision", default="llava-hf/llava-onevision-qwen2-7b-ov-hf")
+    assemble.add_argument("--whisper", default="openai/whisper-large-v3", help="'none': random audio tower")
+    assemble.add_argument(
+        "--facexformer", default="kartiknarayan/facexformer", help="'none': random face encoder"
+    )
+    assemble.add_argument("--fusion", default="clip_concat", choices=list(FUSION_MODES))
+    assemble.add_argument("--num-frames", type=int, default=8)
+    assemble.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    assemble.add_argument("--config-overrides", help="more OmniEmotionConfig fields, as a JSON object")
+    assemble.add_argument("--output", required=True, help="folder to save the model and processor in")
+    assemble.add_argument("--push-to-hub", metavar="REPO_ID", help="also push both to this Hub repository")
+    assemble.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
+    assemble.set_defaults(handler=_assemble)
     return parser
 
 

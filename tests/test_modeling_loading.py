@@ -275,3 +275,17 @@ def test_device_map_auto_keeps_whole_blocks_and_gives_the_same_logits(saved_mode
     loaded = OmniEmotionForConditionalGeneration.from_pretrained(directory, device_map="auto").eval()
     inputs = clip_inputs(model)
     assert torch.equal(logits_of(model, inputs), logits_of(loaded, inputs))
+
+
+def test_a_model_loaded_from_llava_onevision_saves_in_our_own_layout(llava_onevision_checkpoint, tmp_path):
+    _, directory = llava_onevision_checkpoint
+    model = OmniEmotionForConditionalGeneration.from_llava_onevision(
+        directory,
+        audio_config=tiny_config().audio_config.to_dict(),
+        face_config=tiny_config().face_config.to_dict(),
+    ).eval()
+    model.save_pretrained(tmp_path)
+    reloaded, info = OmniEmotionForConditionalGeneration.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    state = reloaded.state_dict()
+    assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())

@@ -1,0 +1,137 @@
+"""Assembly of an Omni-Emotion model and its processor from the public pretrained parts.
+
+LLaVA-OneVision gives the vision tower, projector and language model (and the tokenizer and frame processor);
+Whisper-large-v3 gives the audio tower; FaceXFormer gives the face encoder. The audio and face projectors, the
+frame-index embedding and the fusion layer start fresh: training phases 1-3 teach them.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from huggingface_hub import hf_hub_download
+from transformers import AutoTokenizer, LlavaOnevisionVideoProcessor, WhisperConfig
+from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers.utils import logging as transformers_logging
+
+from modeling_omni_emotion import OmniEmotionForConditionalGeneration, load_facexformer_weights
+from processing import OmniEmotionProcessor
+
+logger = logging.getLogger(__name__)
+
+# The released FaceXFormer checkpoint: its Hub repository and the file in it.
+FACEXFORMER_REPO = "kartiknarayan/facexformer"
+FACEXFORMER_FILENAME = "ckpts/model.pt"
+# Whisper checkpoints keep the encoder under `model.encoder.`; the audio tower is that encoder alone.
+_WHISPER_ENCODER_KEYS = {r"^model\.encoder\.": ""}
+# Processor settings that mirror configuration fields of the same name.
+_PROCESSOR_FIELDS = ("fusion", "num_frames", "face_pool_size", "audio_pool_stride", "max_audio_seconds",
+                     "missing_audio_seconds")  # fmt: skip
+
+
+def assemble(
+    llava_onevision: str,
+    whisper: str | None = "openai/whisper-large-v3",
+    facexformer: str | None = FACEXFORMER_REPO,
+    *,
+    dtype: torch.dtype | str | None = None,
+    **config_overrides,
+) -> tuple[OmniEmotionForConditionalGeneration, OmniEmotionProcessor]:
+    """Builds an Omni-Emotion model and a matching processor from pretrained parts.
+
+    Args:
+        llava_onevision: Hub id or local folder of a LLaVA-OneVision checkpoint in the `llava-hf` layout
+            (e.g. `llava-hf/llava-onevision-qwen2-7b-ov-hf`), with its tokenizer and video processor.
+        whisper: Hub id or folder of a Whisper checkpoint whose encoder becomes the audio tower; None leaves the
+            audio tower randomly initialised (at the default, Whisper-large-v3, size).
+        facexformer: a FaceXFormer checkpoint file (`.pt`), or a Hub repository holding `ckpts/model.pt`; None
+            leaves the face encoder randomly initialised.
+        dtype: the parameters' dtype, e.g. `torch.bfloat16`.
+        **config_overrides: [`OmniEmotionConfig`] fields (`fusion`, `num_frames`, `face_pool_size`, ...).
+
+    Returns:
+        The model and an [`OmniEmotionProcessor`] whose tokenizer holds the modality markers, whose token counts
+        follow the model's configuration, and whose ids the configuration names.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(llava_onevision)
+    processor = OmniEmotionProcessor(
+        tokenizer=tokenizer,
+        video_processor=LlavaOnevisionVideoProcessor.from_pretrained(llava_onevision),
+        **{key: config_overrides[key] for key in _PROCESSOR_FIELDS if key in config_overrides},
+    )
+    if whisper is not None:
+        config_overrides.setdefault("audio_config", WhisperConfig.from_pretrained(whisper).to_dict())
+    token_ids = {
+        "video_token_index": processor.video_token_id,
+        "audio_token_id": processor.audio_token_id,
+        "vi_start_token_id": processor.video_start_token_id,
+        "vi_end_token_id": processor.video_end_token_id,
+        "au_start_token_id": processor.audio_start_token_id,
+        "au_end_token_id": processor.audio_end_token_id,
+    }
+    model = OmniEmotionForConditionalGeneration.from_llava_onevision(
+        llava_onevision, dtype=dtype, **config_overrides, **token_ids
+    )
+    if len(tokenizer) > model.config.text_config.vocab_size:
+        model.resize_token_embeddings(len(tokenizer))
+    _check_processor_matches(processor, model)
+    if whisper is not None:
+        load_whisper_encoder(model, whisper)
+    if facexformer is not None:
+        load_facexformer_checkpoint(model, facexformer)
+    return model, processor
+
+
+def _check_processor_matches(
+    processor: OmniEmotionProcessor, model: OmniEmotionForConditionalGeneration
+) -> None:
+    config = model.config
+    vision = config.vision_config
+    if (
+        processor.video_processor.size["height"] != vision.image_size
+        or processor.patch_size != vision.patch_size
+    ):
+        raise ValueError(
+            f"The checkpoint's video processor makes {processor.video_processor.size['height']} px frames for "
+            f"patch size {processor.patch_size}, but its vision tower takes {vision.image_size} px, patch "
+            f"{vision.patch_size}: the LLaVA-OneVision checkpoint is inconsistent."
+        )
+    if processor.num_video_tokens(config.num_frames) != config.num_video_tokens():
+        raise ValueError(
+            f"The processor would expand a clip to {processor.num_video_tokens(config.num_frames)} video tokens "
+            f"but the model makes {config.num_video_tokens()}."
+        )
+
+
+def load_whisper_encoder(model: OmniEmotionForConditionalGeneration, whisper: str) -> None:
+    """Loads the encoder of a Whisper checkpoint (Hub id or folder) into the audio tower; strict on its keys."""
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()  # the decoder's keys are reported unexpected, on purpose
+    try:
+        encoder, info = WhisperEncoder.from_pretrained(
+            whisper, key_mapping=_WHISPER_ENCODER_KEYS, output_loading_info=True
+        )
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise ValueError(
+            f"{whisper} does not hold a Whisper encoder of the configured size: missing "
+            f"{sorted(info['missing_keys'])[:5]}, mismatched {[key for key, *_ in info['mismatched_keys']][:5]}."
+        )
+    audio_tower = model.model.audio_tower
+    audio_tower.load_state_dict(encoder.state_dict())
+    logger.info("Loaded the audio tower from %s", whisper)
+
+
+def load_facexformer_checkpoint(model: OmniEmotionForConditionalGeneration, facexformer: str) -> None:
+    """Loads FaceXFormer's released encoder weights: a `.pt` file, or a Hub repository holding `ckpts/model.pt`."""
+    path = Path(facexformer)
+    if not path.is_file():
+        path = Path(hf_hub_download(facexformer, FACEXFORMER_FILENAME))
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} is not a FaceXFormer checkpoint: expected a dict of tensors.")
+    load_facexformer_weights(model.model.face_encoder, checkpoint)
+    logger.info("Loaded the face encoder from %s", path)
