@@ -231,29 +231,29 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
         batch_size, num_frames = face_pixel_values.shape[:2]
         crops = face_pixel_values.flatten(0, 1).to(self.face_encoder.linear_fuse.weight.dtype)
         if face_mask is None:
-            return self._encode_faces(crops, batch_size, num_frames)
-        if face_mask.shape != (batch_size, num_frames):
-            raise ValueError(
-                f"`face_mask` must have shape ({batch_size}, {num_frames}) like the crops, got {tuple(face_mask.shape)}."
+            face_maps, tokens = self._encode_faces(crops)
+        else:
+            if face_mask.shape != (batch_size, num_frames):
+                raise ValueError(
+                    f"`face_mask` must have shape ({batch_size}, {num_frames}) like the crops, got "
+                    f"{tuple(face_mask.shape)}."
+                )
+            present = face_mask.flatten().to(crops.device, torch.bool)
+            face_maps, encoded = self._encode_faces(
+                torch.cat([crops[present], crops.new_zeros(1, *crops.shape[1:])])
             )
-        present = face_mask.flatten().to(crops.device, torch.bool)
-        outputs = self._encode_faces(torch.cat([crops[present], crops.new_zeros(1, *crops.shape[1:])]), 1, -1)
-        tokens = outputs.pooler_output[0]
-        no_face = tokens[-1:].expand(batch_size * num_frames, *tokens.shape[1:])
-        outputs.pooler_output = no_face.index_put((present.nonzero().squeeze(1),), tokens[:-1]).unflatten(
-            0, (batch_size, num_frames)
-        )
-        return outputs
-
-    def _encode_faces(
-        self, crops: torch.Tensor, batch_size: int, num_frames: int
-    ) -> BaseModelOutputWithPooling:
-        face_maps = self.face_encoder(crops)
-        pooled = nn.functional.adaptive_avg_pool2d(face_maps, self.config.face_pool_size)
-        tokens = self.face_projector(pooled.flatten(2).transpose(1, 2))
+            # Frames without a face get the tokens of the zero crop, encoded once.
+            no_face = encoded[-1:].expand(len(present), *encoded.shape[1:])
+            tokens = no_face.index_put((present.nonzero().squeeze(1),), encoded[:-1])
         return BaseModelOutputWithPooling(
             last_hidden_state=face_maps, pooler_output=tokens.unflatten(0, (batch_size, num_frames))
         )
+
+    def _encode_faces(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Face maps `(N, C, 56, 56)` of `(N, 3, 224, 224)` crops and their projected tokens `(N, F, D)`."""
+        face_maps = self.face_encoder(crops)
+        pooled = nn.functional.adaptive_avg_pool2d(face_maps, self.config.face_pool_size)
+        return face_maps, self.face_projector(pooled.flatten(2).transpose(1, 2))
 
     # ----------------------------------------------------------------------------------------------- video
 

@@ -167,7 +167,7 @@ def test_frame_cross_attention_lets_faces_see_only_their_own_frame():
 def test_gradient_checkpointing_and_sdpa():
     model = build(attn_implementation="sdpa")
     assert model.config.text_config._attn_implementation == "sdpa"
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     model.train()
     inputs = clip_inputs(model)
     loss = model(**inputs, labels=inputs["input_ids"]).loss

@@ -46,7 +46,7 @@ def test_a_few_bf16_training_steps_lower_the_loss_on_gpu():
     model = OmniEmotionForConditionalGeneration(tiny_config(attn_implementation="sdpa")).to(
         "cuda", torch.bfloat16
     )
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     model.train()
     inputs = _to(clip_inputs(model), "cuda", torch.bfloat16)
     labels = torch.full_like(inputs["input_ids"], -100)
