@@ -126,3 +126,41 @@ def test_a_saved_checkpoint_runs_end_to_end_with_remote_code_only(tiny_tokenizer
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "end-to-end-ok transformers_modules." in result.stdout
+
+
+def test_every_training_phase_prompt_feeds_the_processor_and_the_model(tiny_tokenizer, clip):
+    """The datasets' phase prompts (TRL conversations) -> processor with labels -> a finite loss."""
+    import numpy as np
+    from datasets import Dataset
+
+    from dataset_scripts import (
+        audio_alignment_example,
+        build_prompts,
+        face_alignment_example,
+        instruction_example,
+        parse_emotion_answer,
+    )
+
+    tone = np.sin(np.linspace(0, 440 * 2 * np.pi, 16_000)).astype(np.float32)
+    phase_1 = build_prompts(
+        Dataset.from_list([{"audio": {"array": tone, "sampling_rate": 16_000}, "sentence": "Hello there."}]),
+        audio_alignment_example,
+        task="asr",
+    )
+    clip_row = {"id": "c1", "source": "DFEW", "video": str(clip), "label": "happy"}
+    phase_2 = build_prompts(Dataset.from_list([clip_row]), face_alignment_example)
+    phase_3 = build_prompts(
+        Dataset.from_list([clip_row | {"open_vocabulary": ["happy", "relaxed"], "reasoning": "She smiles."}]),
+        instruction_example,
+    )
+    conversations = [phase_1[0]["messages"], phase_2[0]["messages"], phase_3[0]["messages"]]
+
+    model, processor = matched_pair(tiny_tokenizer)
+    batch = processor.apply_chat_template(
+        conversations, tokenize=True, return_dict=True, return_tensors="pt", return_labels=True
+    )
+    assert batch["audio_feature_lengths"].tolist()[0] == 100  # phase 1's one second of audio
+    assert not batch["face_mask"][0].any() and batch["face_mask"][1:].any()
+    assert torch.isfinite(model(**batch).loss)
+    answer = processor.decode(batch["labels"][2][batch["labels"][2] != -100], skip_special_tokens=True)
+    assert parse_emotion_answer(answer) == ["happy", "relaxed"]
