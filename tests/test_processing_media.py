@@ -175,9 +175,9 @@ def test_long_1080p_clip_decodes_only_around_the_sampled_frames(tmp_path, monkey
     decoded = 0
     original = media_reading._decode
 
-    def counting(container, stream):
+    def counting(*args, **kwargs):
         nonlocal decoded
-        for frame in original(container, stream):
+        for frame in original(*args, **kwargs):
             decoded += 1
             yield frame
 
@@ -186,6 +186,51 @@ def test_long_1080p_clip_decodes_only_around_the_sampled_frames(tmp_path, monkey
     assert clip.frames.shape == (3, 1080, 1920, 3)
     # The floor: per target, the frames from the keyframe before it (1 s = 30 frames apart) up to it.
     assert decoded <= 3 * 30 < 180, decoded
+
+
+def _write_clip_with_b_frames(path: Path, seconds: int = 4, fps: int = 30) -> Path:
+    """H.264 High profile with x264's B-frame pyramid: some B-frames are references, the others are not."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        stream.options = {"g": str(fps), "bf": "3", "b-pyramid": "normal", "preset": "fast"}
+        for index in range(seconds * fps):
+            picture = mf.moving_face_frame(4 * index, stream.width, stream.height)
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_skipping_non_reference_frames_returns_the_frames_of_a_full_decode(tmp_path, monkeypatch):
+    path = _write_clip_with_b_frames(tmp_path / "b_frames.mp4")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.has_b_frames
+        everything = [(frame.time, frame.to_ndarray(format="rgb24")) for frame in container.decode(stream)]
+        start, rate = float(stream.start_time * stream.time_base), float(stream.average_rate)
+        last = start + float(stream.duration * stream.time_base) - 1 / rate
+    # The sampling rule: the first frame shown at or after each of 40 evenly spaced times (B-frames among them).
+    expected = [
+        next(rgb for time, rgb in everything if time >= target - 0.5 / rate)
+        for target in np.linspace(start, last, 40)
+    ]
+
+    original, decoded = media_reading._decode, {"skipping": 0, "plain": 0}
+
+    def read(mode: str) -> np.ndarray:
+        def counting(container, stream, skip_before=None):
+            for frame in original(container, stream, skip_before if mode == "skipping" else None):
+                decoded[mode] += 1
+                yield frame
+
+        monkeypatch.setattr(media_reading, "_decode", counting)
+        return read_clip(path, num_frames=40, with_audio=False).frames
+
+    for mode in decoded:
+        np.testing.assert_array_equal(read(mode), np.stack(expected))
+    assert decoded["skipping"] < decoded["plain"], decoded
 
 
 def _bad_file(media: Path, folder: Path, kind: str) -> Path:
