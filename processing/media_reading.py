@@ -9,17 +9,21 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import av
 import numpy as np
 
 MediaSource = str | os.PathLike | bytes | bytearray | BinaryIO
+# Frame folders (FERV39K, AFEW-VA and other datasets that ship extracted frames) hold these.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
 
 class MediaReadError(ValueError):
@@ -116,7 +120,10 @@ def read_clip(
     A source with a single picture (a still image) gives one frame; a clip with fewer frames than
     `num_frames` repeats frames (uniform index sampling over what exists). Only the first
     `max_audio_seconds` of audio are decoded, none with `with_audio=False`; `num_frames=0` decodes no frame.
+    A folder of images is a clip of those frames in natural name order (`2.jpg` before `10.jpg`), without audio.
     """
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        return _read_frame_folder(Path(source), num_frames, sampling_rate)
     opened, name = _open_input(source, url_limits)
     try:
         with av.open(opened, mode="r") as container:
@@ -136,6 +143,34 @@ def read_clip(
     if decode_audio and waveform is None and frames is None:
         raise MediaReadError(name, "its audio stream holds no decodable samples")
     return Clip(frames=frames, audio=waveform, sampling_rate=sampling_rate, source=name)
+
+
+def _natural_key(path: Path) -> list[int | str]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def _read_frame_folder(folder: Path, num_frames: int, sampling_rate: int) -> Clip:
+    """`num_frames` images spread evenly over a folder's frames, each decoded once."""
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    if not files:
+        raise MediaReadError(
+            str(folder), f"the folder holds no image frames ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    if num_frames == 0:
+        return Clip(frames=None, audio=None, sampling_rate=sampling_rate, source=str(folder))
+    chosen = _uniform_indices(len(files), num_frames)
+    decoded = {
+        index: read_clip(files[index], 1, with_audio=False).frames[0] for index in set(chosen.tolist())
+    }
+    shapes = {frame.shape for frame in decoded.values()}
+    if len(shapes) > 1:
+        raise MediaReadError(str(folder), f"its frames differ in size ({sorted(shapes)})")
+    return Clip(
+        frames=np.stack([decoded[index] for index in chosen]),
+        audio=None,
+        sampling_rate=sampling_rate,
+        source=str(folder),
+    )
 
 
 def read_audio(

@@ -202,7 +202,8 @@ class OmniEmotionProcessor(ProcessorMixin):
         Args:
             text (`str` or `list[str]`): prompts with `<video>` / `<audio>` placeholders (see `CLIP_MARKUP`).
             videos (`list`, *optional*): one entry per clip: a path, URL, bytes or binary file object (video,
-                image or audio file), decoded frames `(T, H, W, 3)` or an image `(H, W, 3)`, or None (no frames).
+                image or audio file), a folder of frames, decoded frames `(T, H, W, 3)` or an image `(H, W, 3)`,
+                or None (no frames).
             audio (`list`, *optional*): one entry per clip, overriding its audio track: a source as above, a
                 16 kHz waveform, a `{"array", "sampling_rate"}` dict, or None (the video's own track).
             images (`list`, *optional*): still images, each a one-frame clip (an alias of `videos`).

@@ -127,6 +127,21 @@ def test_still_image_is_a_one_frame_clip(media):
     np.testing.assert_array_equal(clip.frames[0], mf.astronaut())
 
 
+def test_a_folder_of_frames_is_a_clip_in_natural_name_order(tmp_path):
+    for index in range(12):  # frame_2.png must come before frame_10.png
+        mf.write_png(tmp_path / f"frame_{index}.png", mf.time_bar_frame(index * 10, 32, 24))
+    (tmp_path / "labels.txt").write_text("not a frame")
+    clip = read_clip(tmp_path, num_frames=4)
+    assert clip.audio is None and clip.frames.shape == (4, 24, 32, 3)
+    assert [int(frame[0, 0, 0]) // 10 for frame in clip.frames] == [0, 4, 7, 11]
+
+
+def test_a_folder_without_frames_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no frames here")
+    with pytest.raises(MediaReadError, match="holds no image frames"):
+        read_clip(tmp_path)
+
+
 def test_clip_shorter_than_num_frames_repeats_frames_uniformly(media):
     clip = read_clip(media / "three_frames.mp4", num_frames=8)
     assert sampled_indices(clip.frames) == [0, 0, 1, 1, 1, 1, 2, 2]
