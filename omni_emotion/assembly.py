@@ -63,16 +63,8 @@ def assemble(
     )
     if whisper is not None:
         config_overrides.setdefault("audio_config", WhisperConfig.from_pretrained(whisper).to_dict())
-    token_ids = {
-        "video_token_index": processor.video_token_id,
-        "audio_token_id": processor.audio_token_id,
-        "vi_start_token_id": processor.video_start_token_id,
-        "vi_end_token_id": processor.video_end_token_id,
-        "au_start_token_id": processor.audio_start_token_id,
-        "au_end_token_id": processor.audio_end_token_id,
-    }
     model = OmniEmotionForConditionalGeneration.from_llava_onevision(
-        llava_onevision, dtype=dtype, **config_overrides, **token_ids
+        llava_onevision, dtype=dtype, **config_overrides, **config_token_ids(processor)
     )
     if len(tokenizer) > model.config.text_config.vocab_size:
         model.resize_token_embeddings(len(tokenizer))
@@ -82,6 +74,18 @@ def assemble(
     if facexformer is not None:
         load_facexformer_checkpoint(model, facexformer)
     return model, processor
+
+
+def config_token_ids(processor: OmniEmotionProcessor) -> dict[str, int]:
+    """The configuration fields that name the processor's placeholder and marker token ids."""
+    return {
+        "video_token_index": processor.video_token_id,
+        "audio_token_id": processor.audio_token_id,
+        "vi_start_token_id": processor.video_start_token_id,
+        "vi_end_token_id": processor.video_end_token_id,
+        "au_start_token_id": processor.audio_start_token_id,
+        "au_end_token_id": processor.audio_end_token_id,
+    }
 
 
 def _check_processor_matches(

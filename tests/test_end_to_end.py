@@ -13,6 +13,7 @@ import torch
 from tiny_models import tiny_config, tiny_processor
 
 from modeling_omni_emotion import OmniEmotionForConditionalGeneration
+from omni_emotion.assembly import config_token_ids
 
 
 def matched_pair(tokenizer, fusion: str = "clip_concat"):
@@ -24,12 +25,7 @@ def matched_pair(tokenizer, fusion: str = "clip_concat"):
         fusion=fusion,
         text_config=text_config,
         image_token_index=processor.tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=processor.video_token_id,
-        audio_token_id=processor.audio_token_id,
-        vi_start_token_id=processor.video_start_token_id,
-        vi_end_token_id=processor.video_end_token_id,
-        au_start_token_id=processor.audio_start_token_id,
-        au_end_token_id=processor.audio_end_token_id,
+        **config_token_ids(processor),
     )
     torch.manual_seed(0)
     return OmniEmotionForConditionalGeneration(config).eval(), processor
