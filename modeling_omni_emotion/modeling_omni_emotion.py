@@ -23,13 +23,10 @@ from transformers.models.llava_onevision.modeling_llava_onevision import (
     LlavaOnevisionPreTrainedModel,
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
-from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 
 from .configuration_omni_emotion import OmniEmotionConfig
 from .modeling_face_encoder import OmniEmotionFaceEncoder
-
-logger = logging.get_logger(__name__)
 
 # LLaVA-OneVision checkpoints (Hub and `save_pretrained`) keep the pre-v5 key layout; transformers' own fix-up is
 # bound to model_type "llava_onevision", so loading one into this class needs this mapping.

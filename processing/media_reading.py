@@ -1,7 +1,7 @@
 """Reading a clip (sampled frames + mono 16 kHz audio) from a path, bytes, a file object or a URL.
 
 Every call into the decoder (PyAV, which ships its own FFmpeg) lives in this module, so that the rest
-of the processor sees only `read_clip`, `read_audio`, `resample_audio` and `MediaReadError`.
+of the processor sees only `read_clip`, `read_audio`, `resample_audio`, `uniform_indices` and `MediaReadError`.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def _read_frame_folder(folder: Path, num_frames: int, sampling_rate: int) -> Cli
         )
     if num_frames == 0:
         return Clip(frames=None, audio=None, sampling_rate=sampling_rate, source=str(folder))
-    chosen = _uniform_indices(len(files), num_frames)
+    chosen = uniform_indices(len(files), num_frames)
     decoded = {
         index: read_clip(files[index], 1, with_audio=False).frames[0] for index in set(chosen.tolist())
     }
@@ -264,7 +264,7 @@ def _duration_seconds(
     return seconds if seconds > 0 else None
 
 
-def _uniform_indices(available: int, wanted: int) -> np.ndarray:
+def uniform_indices(available: int, wanted: int) -> np.ndarray:
     """`wanted` indices spread evenly over `available` items, first and last included (repeats if fewer)."""
     return np.linspace(0, available - 1, wanted).round().astype(int)
 
@@ -277,7 +277,7 @@ def _frames_by_index(
     container.seek(0)
     if count <= 1:
         return list(_decode(container, stream))[:1]
-    wanted = _uniform_indices(count, num_frames).tolist()
+    wanted = uniform_indices(count, num_frames).tolist()
     kept: dict[int, av.VideoFrame] = {}
     for index, frame in enumerate(_decode(container, stream)):
         if index in wanted:

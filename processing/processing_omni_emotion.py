@@ -20,7 +20,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 
 from .face_tracking import FaceDetector, HaarCascadeFaceDetector, primary_face_crops
-from .media_reading import Clip, read_audio, read_clip, resample_audio
+from .media_reading import Clip, read_audio, read_clip, resample_audio, uniform_indices
 
 FUSION_MODES = ("clip_concat", "frame_concat", "frame_cross_attention")
 SAMPLING_RATE = 16_000
@@ -64,10 +64,6 @@ def audio_token_count(mel_frames: int, pool_stride: int = 3) -> int:
         frames = min(WINDOW_MEL_FRAMES, mel_frames - start)
         total += math.ceil(((frames - 1) // 2 + 1) / pool_stride)
     return total
-
-
-def _uniform_indices(available: int, wanted: int) -> np.ndarray:
-    return np.linspace(0, available - 1, wanted).round().astype(int)
 
 
 class OmniEmotionProcessor(ProcessorMixin):
@@ -287,7 +283,7 @@ class OmniEmotionProcessor(ProcessorMixin):
         elif isinstance(video, (np.ndarray, torch.Tensor)) or hasattr(video, "convert"):
             frames = _as_frames(video)
             if frames.shape[0] > 1:  # decoded video: sampled like a file (an image stays one frame)
-                frames = frames[_uniform_indices(frames.shape[0], self.num_frames)]
+                frames = frames[uniform_indices(frames.shape[0], self.num_frames)]
             clip = Clip(frames=frames, audio=None, sampling_rate=SAMPLING_RATE, source="<frames>")
         else:
             clip = read_clip(
@@ -313,7 +309,7 @@ class OmniEmotionProcessor(ProcessorMixin):
         faces = torch.zeros(len(frames), num_frames, 3, self.face_image_size, self.face_image_size)
         face_mask = torch.zeros(len(frames), num_frames, dtype=torch.bool)
         rows = [row for row, clip_frames in enumerate(frames) if clip_frames is not None]
-        resampled = [frames[row][_uniform_indices(frames[row].shape[0], num_frames)] for row in rows]
+        resampled = [frames[row][uniform_indices(frames[row].shape[0], num_frames)] for row in rows]
         if rows:
             videos_kwargs = {**videos_kwargs, "return_tensors": "pt"}
             pixel_values[rows] = self.video_processor(resampled, **videos_kwargs)["pixel_values_videos"]
