@@ -96,6 +96,10 @@ class OmniEmotionConfig(LlavaOnevisionConfig):
         missing_audio_seconds (`float`, defaults to 1.0): duration of the zero input that stands for absent audio.
         fusion_num_heads (`int`, *optional*): heads of the face-to-frame cross-attention; defaults to the text
             model's attention heads.
+        use_audio_tower (`bool`, defaults to `True`): build the audio tower and projector. Without them a clip has
+            no audio block (the paper's "v" and "v+f" models of its Table 1).
+        use_face_tower (`bool`, defaults to `True`): build the face encoder and projector. Without them the video
+            block holds the frame tokens alone, as in LLaVA-OneVision (the paper's "v" and "v+a" models).
         audio_token_id (`int`): id of the `<audio>` placeholder (`video_token_id` is LLaVA-OneVision's `<video>`).
         vi_start_token_id, vi_end_token_id, au_start_token_id, au_end_token_id (`int`, *optional*): modality markers.
 
@@ -137,6 +141,8 @@ class OmniEmotionConfig(LlavaOnevisionConfig):
     max_audio_seconds: float = 30.0
     missing_audio_seconds: float = 1.0
     fusion_num_heads: int | None = None
+    use_audio_tower: bool = True
+    use_face_tower: bool = True
     audio_token_id: int = 151648
     vi_start_token_id: int | None = None
     vi_end_token_id: int | None = None
@@ -174,10 +180,10 @@ class OmniEmotionConfig(LlavaOnevisionConfig):
 
     @property
     def face_tokens_per_frame(self) -> int:
-        return self.face_pool_size**2
+        return self.face_pool_size**2 if self.use_face_tower else 0
 
     def num_video_tokens(self, num_frames: int | None = None) -> int:
-        """Fused visual tokens of a clip: frame and face tokens of every frame plus one `image_newline`."""
+        """Fused visual tokens of a clip: frame (and face) tokens of every frame plus one `image_newline`."""
         num_frames = self.num_frames if num_frames is None else num_frames
         return num_frames * (self.frame_tokens_per_frame + self.face_tokens_per_frame) + 1
 

@@ -119,12 +119,14 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
     def __init__(self, config: OmniEmotionConfig):
         super().__init__(config)
         hidden_size = config.text_config.hidden_size
-        self.audio_tower = WhisperEncoder(config.audio_config)
-        self.audio_projector = OmniEmotionProjector(config.audio_config.d_model, hidden_size)
-        self.face_encoder = OmniEmotionFaceEncoder(config.face_config)
-        self.face_projector = OmniEmotionProjector(config.face_config.hidden_size, hidden_size)
+        if config.use_audio_tower:
+            self.audio_tower = WhisperEncoder(config.audio_config)
+            self.audio_projector = OmniEmotionProjector(config.audio_config.d_model, hidden_size)
+        if config.use_face_tower:
+            self.face_encoder = OmniEmotionFaceEncoder(config.face_config)
+            self.face_projector = OmniEmotionProjector(config.face_config.hidden_size, hidden_size)
         self.frame_embedding = nn.Parameter(torch.zeros(config.num_frames, hidden_size))
-        if config.fusion == "frame_cross_attention":
+        if config.use_face_tower and config.fusion == "frame_cross_attention":
             self.face_frame_attention = OmniEmotionFaceFrameCrossAttention(
                 hidden_size, config.fusion_num_heads
             )
@@ -158,7 +160,12 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
             Real mel frames of each clip over all its windows; every window counts as full when omitted.
 
         Returns `pooler_output` of shape `(total_audio_tokens, hidden_size)`: the tokens of clip 0, then clip 1, ...
+        A clip whose length is 0 (a row without an audio block) gives no tokens.
         """
+        if not self.config.use_audio_tower:
+            raise ValueError(
+                "This model was built without an audio tower (`use_audio_tower=False`): give it no audio inputs."
+            )
         expected = (self.config.audio_config.num_mel_bins, 2 * self.config.audio_config.max_source_positions)
         if input_features.ndim != 4 or tuple(input_features.shape[2:]) != expected:
             raise ValueError(
@@ -179,6 +186,9 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
             audio_feature_lengths.to(input_features.device), num_windows
         )
         has_audio = window_lengths > 0
+        if not has_audio.any():
+            empty = input_features.new_zeros(0, self.config.text_config.hidden_size, dtype=self.dtype)
+            return BaseModelOutputWithPooling(last_hidden_state=empty, pooler_output=empty)
         encoder_outputs = self.audio_tower(
             input_features[has_audio].to(self.audio_tower.conv1.weight.dtype), return_dict=True, **kwargs
         )
@@ -219,6 +229,10 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
 
         Returns `pooler_output` of shape `(batch_size, num_frames, face_pool_size**2, hidden_size)`.
         """
+        if not self.config.use_face_tower:
+            raise ValueError(
+                "This model was built without a face tower (`use_face_tower=False`): it takes no face crops."
+            )
         size = self.config.face_config.image_size
         if face_pixel_values.ndim != 5 or tuple(face_pixel_values.shape[2:]) != (3, size, size):
             raise ValueError(
@@ -289,13 +303,13 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
                 f"Got {num_frames} frames a clip but the frame embedding has {self.config.num_frames}: sample at "
                 "most `config.num_frames` frames."
             )
-        if face_pixel_values is None:
+        if face_pixel_values is None and self.config.use_face_tower:
             size = self.config.face_config.image_size
             face_pixel_values = pixel_values_videos.new_zeros(batch_size, num_frames, 3, size, size)
             face_mask = torch.zeros(
                 batch_size, num_frames, dtype=torch.bool, device=pixel_values_videos.device
             )
-        elif face_pixel_values.shape[:2] != (batch_size, num_frames):
+        elif face_pixel_values is not None and face_pixel_values.shape[:2] != (batch_size, num_frames):
             raise ValueError(
                 f"`face_pixel_values` has {tuple(face_pixel_values.shape[:2])} (batch, frames) but the video has "
                 f"{(batch_size, num_frames)}: give one face crop per sampled frame."
@@ -311,17 +325,25 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
         # LLaVA-OneVision appends `image_newline` after all frames; fusion needs them frame by frame.
         frame_tokens = video_outputs.pooler_output[:, :-1].unflatten(1, (num_frames, -1))
         image_newline = video_outputs.pooler_output[:, -1:]
-        face_tokens = self.get_face_features(face_pixel_values, face_mask, return_dict=True).pooler_output
         frame_index = self.frame_embedding[:num_frames, None, :].to(frame_tokens.dtype)
+        face_tokens = None
+        if self.config.use_face_tower:
+            face_tokens = self.get_face_features(face_pixel_values, face_mask, return_dict=True).pooler_output
+            face_tokens = face_tokens.to(frame_tokens.dtype) + frame_index
         video_outputs.pooler_output = self.fuse_face_and_frame_tokens(
-            frame_tokens + frame_index, face_tokens.to(frame_tokens.dtype) + frame_index, image_newline
+            frame_tokens + frame_index, face_tokens, image_newline
         )
         return video_outputs
 
     def fuse_face_and_frame_tokens(
-        self, frame_tokens: torch.Tensor, face_tokens: torch.Tensor, image_newline: torch.Tensor
+        self, frame_tokens: torch.Tensor, face_tokens: torch.Tensor | None, image_newline: torch.Tensor
     ) -> torch.Tensor:
-        """`(B, T, P, D)` frame and `(B, T, F, D)` face tokens -> `(B, T * (P + F) + 1, D)` in `config.fusion` order."""
+        """`(B, T, P, D)` frame and `(B, T, F, D)` face tokens -> `(B, T * (P + F) + 1, D)` in `config.fusion` order.
+
+        Without a face tower (`face_tokens` None) this is LLaVA-OneVision's layout: all frame tokens, `image_newline`.
+        """
+        if face_tokens is None:
+            return torch.cat([frame_tokens.flatten(1, 2), image_newline], dim=1)
         if self.config.fusion == "clip_concat":
             return torch.cat([frame_tokens.flatten(1, 2), image_newline, face_tokens.flatten(1, 2)], dim=1)
         if self.config.fusion == "frame_cross_attention":
@@ -371,6 +393,8 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
     ):
         """A clip whose video or audio is absent keeps its placeholders; they are filled from zero inputs.
 
+        Row by row: `forward` encodes video only for the rows holding video placeholders, and a row without audio
+        placeholders (text only, or a clip without an audio block) gets an audio length of 0, hence no tokens.
         Only at prefill: later generation steps hold no placeholders, and this check would cost a sync each step.
         """
         batch_size = input_ids.shape[0]
@@ -383,15 +407,14 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
             pixel_values_videos = torch.zeros(
                 batch_size, self.config.num_frames, 3, size, size, device=input_ids.device, dtype=self.dtype
             )
-        if input_features is None and (input_ids == self.config.audio_token_id).any():
+        audio_rows = (input_ids == self.config.audio_token_id).any(-1)
+        if input_features is None and self.config.use_audio_tower and audio_rows.any():
             audio_config = self.config.audio_config
             input_features = torch.zeros(
                 batch_size, 1, audio_config.num_mel_bins, 2 * audio_config.max_source_positions,
                 device=input_ids.device, dtype=self.dtype,
             )  # fmt: skip
-            audio_feature_lengths = torch.full(
-                (batch_size,), round(self.config.missing_audio_seconds * 100), device=input_ids.device
-            )
+            audio_feature_lengths = audio_rows.long() * round(self.config.missing_audio_seconds * 100)
         return pixel_values_videos, input_features, audio_feature_lengths
 
     @merge_with_config_defaults
@@ -461,7 +484,17 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
                 inputs_embeds, image_mask.squeeze(-1), image_features, "image"
             )
 
-        if pixel_values_videos is not None:
+        if pixel_values_videos is not None or mm_encoder_outputs.get("video") is not None:
+            _, video_mask = self.get_placeholder_mask(input_ids, inputs_embeds=inputs_embeds)
+            video_mask = video_mask.squeeze(-1)
+            # Rows without a video block (audio-only clips, text only) are not encoded: the tensors are batch-first.
+            video_rows = video_mask.any(-1)
+        if pixel_values_videos is not None and video_rows.any():
+            if not video_rows.all():
+                pixel_values_videos, face_pixel_values, face_mask = (
+                    None if tensor is None else tensor[video_rows.to(tensor.device)]
+                    for tensor in (pixel_values_videos, face_pixel_values, face_mask)
+                )
             mm_encoder_outputs["video"] = self.get_video_features(
                 pixel_values_videos,
                 face_pixel_values=face_pixel_values,
@@ -471,11 +504,10 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
                 return_dict=True,
             )
         if mm_encoder_outputs.get("video") is not None:
-            _, video_mask = self.get_placeholder_mask(input_ids, inputs_embeds=inputs_embeds)
             video_features = mm_encoder_outputs["video"].pooler_output
-            inputs_embeds = self.scatter_features(
-                inputs_embeds, video_mask.squeeze(-1), video_features, "video"
-            )
+            if len(video_features) == len(video_rows) and len(video_features) != int(video_rows.sum()):
+                video_features = video_features[video_rows.to(video_features.device)]  # encoded for every row
+            inputs_embeds = self.scatter_features(inputs_embeds, video_mask, video_features, "video")
 
         audio_outputs = None
         if input_features is not None:

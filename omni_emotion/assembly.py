@@ -28,7 +28,7 @@ FACEXFORMER_FILENAME = "ckpts/model.pt"
 _WHISPER_ENCODER_KEYS = {r"^model\.encoder\.": ""}
 # Processor settings that mirror configuration fields of the same name.
 _PROCESSOR_FIELDS = ("fusion", "num_frames", "face_pool_size", "audio_pool_stride", "max_audio_seconds",
-                     "missing_audio_seconds")  # fmt: skip
+                     "missing_audio_seconds", "use_audio_tower", "use_face_tower")  # fmt: skip
 
 
 def assemble(
@@ -45,7 +45,8 @@ def assemble(
         llava_onevision: Hub id or local folder of a LLaVA-OneVision checkpoint in the `llava-hf` layout
             (e.g. `llava-hf/llava-onevision-qwen2-7b-ov-hf`), with its tokenizer and video processor.
         whisper: Hub id or folder of a Whisper checkpoint whose encoder becomes the audio tower; None leaves the
-            audio tower randomly initialised (at the default, Whisper-large-v3, size).
+            audio tower randomly initialised (at the default, Whisper-large-v3, size). Ignored when
+            `use_audio_tower=False` (and `facexformer` when `use_face_tower=False`): the paper's v / v+a models.
         facexformer: a FaceXFormer checkpoint file (`.pt`), or a Hub repository holding `ckpts/model.pt`; None
             leaves the face encoder randomly initialised.
         dtype: the parameters' dtype, e.g. `torch.bfloat16`.
@@ -69,9 +70,9 @@ def assemble(
     if len(tokenizer) > model.config.text_config.vocab_size:
         model.resize_token_embeddings(len(tokenizer))
     _check_processor_matches(processor, model)
-    if whisper is not None:
+    if whisper is not None and model.config.use_audio_tower:
         load_whisper_encoder(model, whisper)
-    if facexformer is not None:
+    if facexformer is not None and model.config.use_face_tower:
         load_facexformer_checkpoint(model, facexformer)
     return model, processor
 

@@ -1,15 +1,17 @@
 """Processor class for Omni-Emotion: from raw clips and text to the model's inputs.
 
 A clip is a video (its frames, the primary face in them and its audio track), a still image (a
-one-frame clip), or an audio file alone (no frames). In the text each clip is
-`<vi_start><video><vi_end><au_start><audio><au_end>`; `<video>` expands to the fused frame + face
-tokens and `<audio>` to the audio tokens of that clip's real duration, exactly as the model counts them.
+one-frame clip), or an audio file alone (no frames). In the text a clip is a video block
+`<vi_start><video><vi_end>`, an audio block `<au_start><audio><au_end>`, or both (a full clip);
+`<video>` expands to the fused frame + face tokens and `<audio>` to the audio tokens of that clip's real
+duration, exactly as the model counts them. A row without a block gets no tokens for it (training phase 1
+holds the audio block alone, phase 2 the video block alone).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 
 from .face_tracking import FaceDetector, HaarCascadeFaceDetector, primary_face_crops
-from .media_reading import Clip, read_audio, read_clip, resample_audio, uniform_indices
+from .media_reading import read_audio, read_clip, resample_audio, uniform_indices
 
 FUSION_MODES = ("clip_concat", "frame_concat", "frame_cross_attention")
 SAMPLING_RATE = 16_000
@@ -28,19 +30,40 @@ WINDOW_SECONDS = 30
 MEL_FRAMES_PER_SECOND = 100  # Whisper's hop of 160 samples at 16 kHz
 WINDOW_MEL_FRAMES = WINDOW_SECONDS * MEL_FRAMES_PER_SECOND
 
-CLIP_MARKUP = "<vi_start><video><vi_end><au_start><audio><au_end>"
+VIDEO_MARKUP = "<vi_start><video><vi_end>"
+AUDIO_MARKUP = "<au_start><audio><au_end>"
+CLIP_MARKUP = VIDEO_MARKUP + AUDIO_MARKUP
+DECODED_CLIP_KEYS = ("frames", "faces", "face_mask", "audio")
 
-# Qwen2's chat markup; a video or image entry, or an audio entry not right after a video, is one clip.
-# An audio entry right after a video is that video's sound. `{% generation %}` marks the answer for labels;
-# no whitespace control: the template is one line, so every newline in it is meant.
-CHAT_TEMPLATE = (
-    "{% macro render(content) %}"
-    "{% if content is string %}{{ content }}{% else %}{% for part in content %}"
-    "{% if part['type'] in ('video', 'image') or (part['type'] == 'audio' and not"
-    " (loop.previtem is defined and loop.previtem['type'] == 'video')) %}" + CLIP_MARKUP + "{% endif %}"
-    "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}"
-    "{% endmacro %}"
+
+def build_chat_template(audio_blocks: bool = True) -> str:
+    """Qwen2's chat markup with the clip blocks; `audio_blocks=False` for a model without an audio tower.
+
+    A video or image entry is a video block followed by the clip's audio block, unless the entry says
+    `"with_audio": False`; an audio entry right after a video is that video's sound (no markup of its own);
+    any other audio entry is an audio block alone. `{% generation %}` marks the answer for labels; no
+    whitespace control: the template is one line, so every newline in it is meant.
+    """
+    audio_after_video = (
+        "{% if part.get('with_audio', true) is not false %}" + AUDIO_MARKUP + "{% endif %}"
+        if audio_blocks
+        else ""
+    )
+    audio_alone = AUDIO_MARKUP if audio_blocks else ""
+    return (
+        "{% macro render(content) %}"
+        "{% if content is string %}{{ content }}{% else %}{% for part in content %}"
+        "{% if part['type'] in ('video', 'image') %}" + VIDEO_MARKUP + audio_after_video + "{% endif %}"
+        "{% if part['type'] == 'audio' and not (loop.previtem is defined and loop.previtem['type'] == 'video') %}"
+        + audio_alone
+        + "{% endif %}"
+        "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}"
+        "{% endmacro %}" + _CHAT_TURNS
+    )
+
+
+_CHAT_TURNS = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
@@ -51,6 +74,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+CHAT_TEMPLATE = build_chat_template()
 
 
 class OmniEmotionProcessorKwargs(ProcessingKwargs, total=False):
@@ -87,6 +111,9 @@ class OmniEmotionProcessor(ProcessorMixin):
         face_image_size (`int`, defaults to 224): side of the face crops.
         face_margin (`float`, defaults to 0.5): the crop is the face box grown by this fraction.
         patch_size (`int`, defaults to 14): the vision tower's patch size (SigLIP).
+        use_audio_tower (`bool`, defaults to `True`): mirrors the model's; without it no audio block is made.
+        use_face_tower (`bool`, defaults to `True`): mirrors the model's; without it no face is tracked and the
+            video block holds the frame tokens alone.
         face_detector (`FaceDetector`, *optional*): any callable image -> boxes; OpenCV's Haar cascade
             by default. Not saved with the processor.
     """
@@ -110,6 +137,8 @@ class OmniEmotionProcessor(ProcessorMixin):
         face_image_size: int = 224,
         face_margin: float = 0.5,
         patch_size: int = 14,
+        use_audio_tower: bool = True,
+        use_face_tower: bool = True,
         face_detector: FaceDetector | None = None,
     ):
         if fusion not in FUSION_MODES:
@@ -136,6 +165,8 @@ class OmniEmotionProcessor(ProcessorMixin):
         self.face_image_size = face_image_size
         self.face_margin = face_margin
         self.patch_size = patch_size
+        self.use_audio_tower = use_audio_tower
+        self.use_face_tower = use_face_tower
         self._face_detector = face_detector
 
         markers = ["<vi_start>", "<vi_end>", "<au_start>", "<au_end>", "<video>", "<audio>"]
@@ -155,7 +186,7 @@ class OmniEmotionProcessor(ProcessorMixin):
             image_processor,
             feature_extractor,
             tokenizer,
-            chat_template=chat_template or CHAT_TEMPLATE,
+            chat_template=chat_template or build_chat_template(audio_blocks=use_audio_tower),
         )
 
     # -- token counts: the single source of truth shared with the model ------------------------------------
@@ -167,11 +198,12 @@ class OmniEmotionProcessor(ProcessorMixin):
         return math.ceil(patches / 2) ** 2
 
     def num_video_tokens(self, num_frames: int) -> int:
-        """Frame tokens plus face tokens per frame, plus one `image_newline`; the same count for every fusion mode."""
-        return num_frames * (self.tokens_per_frame + self.face_pool_size**2) + 1
+        """Frame (and face) tokens per frame, plus one `image_newline`; the same count for every fusion mode."""
+        face_tokens = self.face_pool_size**2 if self.use_face_tower else 0
+        return num_frames * (self.tokens_per_frame + face_tokens) + 1
 
     def num_audio_tokens(self, mel_frames: int) -> int:
-        return audio_token_count(mel_frames, self.audio_pool_stride)
+        return audio_token_count(mel_frames, self.audio_pool_stride) if mel_frames > 0 else 0
 
     def replace_video_token(self, video_inputs: dict, video_idx: int, **kwargs) -> str:
         return self.video_token * self.num_video_tokens(
@@ -192,24 +224,26 @@ class OmniEmotionProcessor(ProcessorMixin):
         **kwargs: Unpack[OmniEmotionProcessorKwargs],
     ) -> BatchFeature:
         r"""
-        Each text sample holds at most one clip (`<video>` and `<audio>` once each), so the media tensors
-        are batch-first, one row per sample; text-only batches are plain tokenization.
+        Each text sample holds at most one clip: a video block (`<video>` once), an audio block (`<audio>`
+        once) or both. The media tensors are batch-first, one row per sample; a row without a block gets zero
+        media for it (never encoded) and text-only batches are plain tokenization.
 
         Args:
             text (`str` or `list[str]`): prompts with `<video>` / `<audio>` placeholders (see `CLIP_MARKUP`).
-            videos (`list`, *optional*): one entry per clip: a path, URL, bytes or binary file object (video,
-                image or audio file), a folder of frames, decoded frames `(T, H, W, 3)` or an image `(H, W, 3)`,
-                or None (no frames).
+            videos (`list`, *optional*): one entry per sample that holds a clip: a path, URL, bytes or binary
+                file object (video, image or audio file), a folder of frames, decoded frames `(T, H, W, 3)`, an
+                image `(H, W, 3)`, a clip from [`~OmniEmotionProcessor.decode_clip`], or None (no frames).
             audio (`list`, *optional*): one entry per clip, overriding its audio track: a source as above, a
                 16 kHz waveform, a `{"array", "sampling_rate"}` dict, or None (the video's own track).
             images (`list`, *optional*): still images, each a one-frame clip (an alias of `videos`).
 
         Returns:
-            [`BatchFeature`] with `input_ids`, `attention_mask` and, when clips are given,
-            `pixel_values_videos` (B, T, 3, S, S), `face_pixel_values` (B, T, 3, 224, 224), `face_mask`
-            (B, T), `input_features` (B, W, 128, 3000) and `audio_feature_lengths` (B,). All clips of a
-            batch share T: a clip with fewer frames (a still image beside videos) repeats its frames, a
-            clip without frames gets T zero frames; T is `num_frames` when no clip has frames.
+            [`BatchFeature`] with `input_ids`, `attention_mask` and, when some sample holds a video block,
+            `pixel_values_videos` (B, T, 3, S, S), `face_pixel_values` (B, T, 3, 224, 224) and `face_mask` (B, T)
+            (the face tensors only with a face tower); when some sample holds an audio block, `input_features`
+            (B, W, 128, 3000) and `audio_feature_lengths` (B,), 0 for rows without one. All clips of a batch
+            share T: a clip with fewer frames (a still image beside videos) repeats its frames, a clip without
+            frames gets T zero frames; T is `num_frames` when no clip has frames.
         """
         if images is not None:
             if videos is not None:
@@ -218,19 +252,31 @@ class OmniEmotionProcessor(ProcessorMixin):
         if text is None:
             raise ValueError("OmniEmotionProcessor needs `text` holding the clip placeholders.")
         text = [text] if isinstance(text, str) else list(text)
+        blocks = self._clip_blocks(text)
+        clip_rows = [row for row, (video, audio_block) in enumerate(blocks) if video or audio_block]
         clips = self._pair_clips(_flatten(videos), _flatten(audio))
-        self._check_placeholders(text, len(clips))
+        if len(clips) != len(clip_rows):
+            raise ValueError(
+                f"Pass one clip per text sample that holds {self.video_token} or {self.audio_token}: "
+                f"{len(clip_rows)} of the {len(text)} samples hold one, but {len(clips)} clips were given."
+            )
 
         merged = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         return_tensors = merged["text_kwargs"].pop("return_tensors", None)
+        decoded: list[dict[str, Any] | None] = [None] * len(text)
+        for row, (video, track) in zip(clip_rows, clips, strict=True):
+            decoded[row] = self.decode_clip(
+                video, track, with_video=blocks[row][0], with_audio=blocks[row][1]
+            )
         data: dict[str, Any] = {}
-        video_replacements, audio_replacements = [], []
-        if clips:
-            decoded = [self._load_clip(video, track) for video, track in clips]
-            data.update(self._visual_inputs([clip.frames for clip in decoded], merged["videos_kwargs"]))
-            data.update(self._audio_inputs([clip.audio for clip in decoded]))
-            video_replacements = [self.replace_video_token(data, i) for i in range(len(clips))]
-            audio_replacements = [self.replace_audio_token(data, i) for i in range(len(clips))]
+        if any(video for video, _ in blocks):
+            data.update(self._visual_inputs(decoded, merged["videos_kwargs"]))
+        if any(audio_block for _, audio_block in blocks):
+            data.update(self._audio_inputs(decoded, [audio_block for _, audio_block in blocks]))
+        video_replacements = [
+            self.replace_video_token(data, row) for row, (video, _) in enumerate(blocks) if video
+        ]
+        audio_replacements = [self.replace_audio_token(data, row) for row, (_, au) in enumerate(blocks) if au]
 
         return_offsets = merged.get("return_text_replacement_offsets", False)
         merged["text_kwargs"].pop("return_text_replacement_offsets", None)
@@ -256,17 +302,23 @@ class OmniEmotionProcessor(ProcessorMixin):
         count = len(videos if videos is not None else audio or [])
         return list(zip(videos or [None] * count, audio or [None] * count, strict=True))
 
-    def _check_placeholders(self, text: list[str], num_clips: int) -> None:
-        videos = [sample.count(self.video_token) for sample in text]
-        audios = [sample.count(self.audio_token) for sample in text]
-        if num_clips == 0 and not any(videos) and not any(audios):
-            return
-        if videos != [1] * len(text) or audios != [1] * len(text) or num_clips != len(text):
-            raise ValueError(
-                f"Each text sample must hold exactly one clip ({CLIP_MARKUP}) and one clip be passed per sample: "
-                f"got {len(text)} samples with {videos} {self.video_token} and {audios} {self.audio_token} "
-                f"placeholders, and {num_clips} clips."
-            )
+    def _clip_blocks(self, text: list[str]) -> list[tuple[bool, bool]]:
+        """(has a video block, has an audio block) of each sample; at most one of each."""
+        blocks = []
+        for index, sample in enumerate(text):
+            videos, audios = sample.count(self.video_token), sample.count(self.audio_token)
+            if videos > 1 or audios > 1:
+                raise ValueError(
+                    f"Text sample {index} holds {videos} {self.video_token} and {audios} {self.audio_token} "
+                    f"placeholders: a sample holds at most one clip ({CLIP_MARKUP}, or one of its two blocks)."
+                )
+            if audios and not self.use_audio_tower:
+                raise ValueError(
+                    f"Text sample {index} holds {self.audio_token}, but this processor is for a model without an "
+                    "audio tower (`use_audio_tower=False`): leave the audio block out."
+                )
+            blocks.append((videos == 1, audios == 1))
+        return blocks
 
     # -- media -------------------------------------------------------------------------------------------------
 
@@ -276,22 +328,101 @@ class OmniEmotionProcessor(ProcessorMixin):
             self._face_detector = HaarCascadeFaceDetector()
         return self._face_detector
 
-    def _load_clip(self, video: Any, track: Any) -> Clip:
-        """Decode one clip; an explicit `track` replaces the video's own audio."""
+    def decode_clip(
+        self, video: Any = None, audio: Any = None, *, with_video: bool = True, with_audio: bool = True
+    ) -> dict[str, np.ndarray | None]:
+        """Everything media-related the processor does to one clip, kept compact: what a training run caches.
+
+        Returns a dict of `frames` (T, S, S, 3) uint8 at the video processor's size, `faces` (T, F, F, 3) uint8
+        crops of the tracked primary face (zero where absent), `face_mask` (T,) bool, and `audio`, float32 mono
+        at 16 kHz; a part the clip lacks (or that is not asked for) is None. Passing the dict back as a video
+        (`{"type": "video", "video": clip}` in a chat) gives exactly the tensors that the source itself gives.
+        """
+        if isinstance(video, Mapping):
+            return self._check_decoded(video, with_video, with_audio)
+        if not with_video and audio is None:
+            video, audio = None, video  # an audio block alone reads the sound of whatever it was given
+        frames, waveform = None, None
         if video is None:
-            clip = Clip(frames=None, audio=None, sampling_rate=SAMPLING_RATE, source="<no video>")
+            pass
         elif isinstance(video, (np.ndarray, torch.Tensor)) or hasattr(video, "convert"):
             frames = _as_frames(video)
             if frames.shape[0] > 1:  # decoded video: sampled like a file (an image stays one frame)
                 frames = frames[uniform_indices(frames.shape[0], self.num_frames)]
-            clip = Clip(frames=frames, audio=None, sampling_rate=SAMPLING_RATE, source="<frames>")
         else:
             clip = read_clip(
-                video, self.num_frames, SAMPLING_RATE, self.max_audio_seconds, with_audio=track is None
+                video,
+                self.num_frames,
+                SAMPLING_RATE,
+                self.max_audio_seconds,
+                with_audio=with_audio and audio is None,
             )
-        if track is not None:
-            clip.audio = self._load_audio(track)
-        return clip
+            frames, waveform = clip.frames, clip.audio
+        if with_audio and audio is not None:
+            waveform = self._load_audio(audio)
+        decoded = {
+            "frames": None,
+            "faces": None,
+            "face_mask": None,
+            "audio": waveform if with_audio else None,
+        }
+        if with_video and frames is not None:
+            resized = self.video_processor(
+                [frames], do_rescale=False, do_normalize=False, return_tensors="pt"
+            )
+            decoded["frames"] = resized["pixel_values_videos"][0].permute(0, 2, 3, 1).numpy()
+            if self.use_face_tower:
+                decoded["faces"], decoded["face_mask"] = self._face_crops(frames)
+        return decoded
+
+    def _face_crops(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The primary face of each frame, tracked over the clip, as uint8 crops at the face size."""
+        crops = primary_face_crops(frames, self.face_detector, margin=self.face_margin)
+        found = [index for index, crop in enumerate(crops) if crop is not None]
+        faces = np.zeros((len(crops), self.face_image_size, self.face_image_size, 3), dtype=np.uint8)
+        if found:
+            resized = self.image_processor(
+                [crops[index] for index in found], do_rescale=False, do_normalize=False, return_tensors="pt"
+            )["pixel_values"]
+            faces[found] = resized.permute(0, 2, 3, 1).numpy()
+        mask = np.zeros(len(crops), dtype=bool)
+        mask[found] = True
+        return faces, mask
+
+    def _check_decoded(
+        self, clip: Mapping, with_video: bool, with_audio: bool
+    ) -> dict[str, np.ndarray | None]:
+        """A `decode_clip` dict (maybe back from a dataset as lists), checked against this processor's sizes."""
+        missing = [key for key in DECODED_CLIP_KEYS if key not in clip]
+        if missing:
+            raise ValueError(
+                f"A decoded clip needs the keys {list(DECODED_CLIP_KEYS)} (from `decode_clip`); missing {missing}."
+            )
+        frames = None if clip["frames"] is None or not with_video else np.asarray(clip["frames"], np.uint8)
+        size = self.video_processor.size
+        if frames is not None and frames.shape[1:] != (size["height"], size["width"], 3):
+            raise ValueError(
+                f"Decoded frames of shape {frames.shape} do not match this processor's {size['height']}x"
+                f"{size['width']} frames: decode the clip again with this processor (a cache made with other "
+                "settings is stale)."
+            )
+        faces = face_mask = None
+        if frames is not None and self.use_face_tower:
+            if clip["faces"] is None:
+                faces, face_mask = self._face_crops(frames)  # cached without faces: track them now
+            else:
+                faces = np.asarray(clip["faces"], np.uint8)
+                face_mask = np.asarray(clip["face_mask"], bool)
+                expected = (frames.shape[0], self.face_image_size, self.face_image_size, 3)
+                if faces.shape != expected or face_mask.shape != expected[:1]:
+                    raise ValueError(
+                        f"Decoded faces {faces.shape} and face_mask {face_mask.shape} do not match {expected}: "
+                        "decode the clip again with this processor."
+                    )
+        waveform = clip["audio"] if with_audio else None
+        if waveform is not None:
+            waveform = np.asarray(waveform, np.float32).reshape(-1)
+        return {"frames": frames, "faces": faces, "face_mask": face_mask, "audio": waveform}
 
     def _load_audio(self, track: Any) -> np.ndarray:
         if isinstance(track, dict):
@@ -300,39 +431,47 @@ class OmniEmotionProcessor(ProcessorMixin):
             return np.asarray(track, dtype=np.float32).reshape(-1)
         return read_audio(track, SAMPLING_RATE, self.max_audio_seconds)
 
-    def _visual_inputs(self, frames: list[np.ndarray | None], videos_kwargs: dict) -> dict[str, torch.Tensor]:
-        """Frames and face crops of every clip at the batch's T (see `__call__`)."""
-        present = [f.shape[0] for f in frames if f is not None]
-        num_frames = max(present) if present else self.num_frames
+    def _visual_inputs(self, clips: list[dict | None], videos_kwargs: dict) -> dict[str, torch.Tensor]:
+        """Frames and face crops of every row at the batch's T (see `__call__`); zeros for rows without frames."""
+        rows = [row for row, clip in enumerate(clips) if clip is not None and clip["frames"] is not None]
+        num_frames = max((clips[row]["frames"].shape[0] for row in rows), default=self.num_frames)
         size = self.video_processor.size
-        pixel_values = torch.zeros(len(frames), num_frames, 3, size["height"], size["width"])
-        faces = torch.zeros(len(frames), num_frames, 3, self.face_image_size, self.face_image_size)
-        face_mask = torch.zeros(len(frames), num_frames, dtype=torch.bool)
-        rows = [row for row, clip_frames in enumerate(frames) if clip_frames is not None]
-        resampled = [frames[row][uniform_indices(frames[row].shape[0], num_frames)] for row in rows]
+        pixel_values = torch.zeros(len(clips), num_frames, 3, size["height"], size["width"])
+        indices = {row: uniform_indices(clips[row]["frames"].shape[0], num_frames) for row in rows}
         if rows:
-            videos_kwargs = {**videos_kwargs, "return_tensors": "pt"}
+            videos_kwargs = {**videos_kwargs, "do_resize": False, "return_tensors": "pt"}
+            resampled = [clips[row]["frames"][indices[row]] for row in rows]
             pixel_values[rows] = self.video_processor(resampled, **videos_kwargs)["pixel_values_videos"]
-        for row, clip_frames in zip(rows, resampled, strict=True):
-            crops = primary_face_crops(clip_frames, self.face_detector, margin=self.face_margin)
-            found = [i for i, crop in enumerate(crops) if crop is not None]
-            if found:
-                processed = self.image_processor([crops[i] for i in found], return_tensors="pt")[
-                    "pixel_values"
-                ]
-                faces[row, found] = processed
-                face_mask[row, found] = True
-        return {"pixel_values_videos": pixel_values, "face_pixel_values": faces, "face_mask": face_mask}
+        inputs = {"pixel_values_videos": pixel_values}
+        if self.use_face_tower:
+            faces = torch.zeros(len(clips), num_frames, 3, self.face_image_size, self.face_image_size)
+            face_mask = torch.zeros(len(clips), num_frames, dtype=torch.bool)
+            for row in rows:
+                mask = clips[row]["face_mask"][indices[row]]
+                if mask.any():
+                    crops = list(clips[row]["faces"][indices[row]][mask])
+                    processed = self.image_processor(crops, do_resize=False, return_tensors="pt")[
+                        "pixel_values"
+                    ]
+                    faces[row, torch.from_numpy(mask)] = processed
+                    face_mask[row] = torch.from_numpy(mask)
+            inputs.update(face_pixel_values=faces, face_mask=face_mask)
+        return inputs
 
-    def _audio_inputs(self, waveforms: list[np.ndarray | None]) -> dict[str, torch.Tensor]:
-        """Whisper log-mel in 30 s windows cut here (the extractor would truncate), zero-padded to the batch's W."""
+    def _audio_inputs(self, clips: list[dict | None], audio_blocks: list[bool]) -> dict[str, torch.Tensor]:
+        """Whisper log-mel in 30 s windows cut here (the extractor would truncate), zero-padded to the batch's W.
+
+        A clip with an audio block but no sound stands for `missing_audio_seconds` of zeros; a row without an
+        audio block has length 0 (no tokens).
+        """
         max_samples = int(self.max_audio_seconds * SAMPLING_RATE)
         window = WINDOW_SECONDS * SAMPLING_RATE
         windows, counts, lengths = [], [], []
-        for waveform in waveforms:
+        for clip, has_block in zip(clips, audio_blocks, strict=True):
+            waveform = None if clip is None else clip["audio"]
             if waveform is None or waveform.size == 0:
                 counts.append(0)
-                lengths.append(round(self.missing_audio_seconds * MEL_FRAMES_PER_SECOND))
+                lengths.append(round(self.missing_audio_seconds * MEL_FRAMES_PER_SECOND) if has_block else 0)
                 continue
             waveform = waveform[:max_samples]
             pieces = [waveform[start : start + window] for start in range(0, waveform.size, window)]
@@ -340,7 +479,7 @@ class OmniEmotionProcessor(ProcessorMixin):
             counts.append(len(pieces))
             lengths.append(math.ceil(waveform.size / (SAMPLING_RATE // MEL_FRAMES_PER_SECOND)))
         bins = self.feature_extractor.feature_size
-        features = torch.zeros(len(waveforms), max(max(counts), 1), bins, WINDOW_MEL_FRAMES)
+        features = torch.zeros(len(clips), max(max(counts), 1), bins, WINDOW_MEL_FRAMES)
         if windows:
             mel = self.feature_extractor(windows, sampling_rate=SAMPLING_RATE, return_tensors="pt")[
                 "input_features"

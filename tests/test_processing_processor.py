@@ -146,10 +146,12 @@ def test_unknown_fusion_is_rejected(tiny_tokenizer):
 
 
 def test_placeholders_must_match_the_clips(processor, media):
-    with pytest.raises(ValueError, match="exactly one clip"):
-        processor(text=["<video> only", PROMPT], videos=[media / "face.mp4"] * 2)
-    with pytest.raises(ValueError, match="exactly one clip"):
+    with pytest.raises(ValueError, match="at most one clip"):
+        processor(text=["<video><video> twice", PROMPT], videos=[media / "face.mp4"] * 2)
+    with pytest.raises(ValueError, match="one clip per text sample"):
         processor(text=PROMPT)
+    with pytest.raises(ValueError, match="1 of the 2 samples hold one, but 2 clips"):
+        processor(text=["no clip here", PROMPT], videos=[media / "face.mp4"] * 2)
 
 
 def test_special_tokens_are_added_once_and_video_keeps_its_id(tiny_tokenizer):
@@ -204,7 +206,9 @@ def test_chat_template_accepts_video_and_audio_entries(processor, media):
     assert out["pixel_values_videos"].shape[:2] == (3, 8)
     assert out["audio_feature_lengths"].tolist()[1:] == [300, 200]
     assert out["face_mask"][0].all() and not out["face_mask"][1].any()
-    assert count(out["input_ids"], processor.video_token_id) == [processor.num_video_tokens(8)] * 3
+    # The audio entry alone is an audio block alone: no video placeholders in that row.
+    video_tokens = processor.num_video_tokens(8)
+    assert count(out["input_ids"], processor.video_token_id) == [video_tokens, 0, video_tokens]
 
 
 def test_labels_cover_only_the_answer(processor, media):

@@ -121,4 +121,6 @@ def tiny_processor(tokenizer, config: OmniEmotionConfig):
         max_audio_seconds=config.max_audio_seconds,
         face_image_size=config.face_config.image_size,
         patch_size=config.vision_config.patch_size,
+        use_audio_tower=config.use_audio_tower,
+        use_face_tower=config.use_face_tower,
     )
