@@ -75,6 +75,13 @@ class OmniEmotionFaceFrameCrossAttention(nn.Module):
         return face_tokens + attended
 
 
+class OmniEmotionFrameEmbedding(nn.Embedding):
+    """The learnable embedding of each frame index, added to that frame's frame and face tokens; zero at init.
+
+    A module rather than a bare parameter, so that peft can train it fully beside LoRA adapters (`modules_to_save`).
+    """
+
+
 def _swin_relative_position_index(window_size: list[int]) -> torch.Tensor:
     """The constant index torchvision builds in `ShiftedWindowAttention.define_relative_position_index`."""
     coords = torch.stack(
@@ -104,9 +111,9 @@ class OmniEmotionPreTrainedModel(LlavaOnevisionPreTrainedModel):
     def _init_weights(self, module):
         super()._init_weights(module)
         # `LlavaOnevisionModel.__init__` runs `post_init` before the subclass adds its modules.
-        if isinstance(module, OmniEmotionModel) and hasattr(module, "frame_embedding"):
+        if isinstance(module, OmniEmotionFrameEmbedding):
             # Zero, so that a freshly assembled model's frame tokens equal LLaVA-OneVision's.
-            init.zeros_(module.frame_embedding)
+            init.zeros_(module.weight)
         elif isinstance(module, ShiftedWindowAttention):
             # transformers knows nothing of torchvision's Swin: without this both would stay zero.
             init.trunc_normal_(module.relative_position_bias_table, std=0.02)
@@ -125,7 +132,7 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
         if config.use_face_tower:
             self.face_encoder = OmniEmotionFaceEncoder(config.face_config)
             self.face_projector = OmniEmotionProjector(config.face_config.hidden_size, hidden_size)
-        self.frame_embedding = nn.Parameter(torch.zeros(config.num_frames, hidden_size))
+        self.frame_embedding = OmniEmotionFrameEmbedding(config.num_frames, hidden_size)
         if config.use_face_tower and config.fusion == "frame_cross_attention":
             self.face_frame_attention = OmniEmotionFaceFrameCrossAttention(
                 hidden_size, config.fusion_num_heads
@@ -325,7 +332,7 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
         # LLaVA-OneVision appends `image_newline` after all frames; fusion needs them frame by frame.
         frame_tokens = video_outputs.pooler_output[:, :-1].unflatten(1, (num_frames, -1))
         image_newline = video_outputs.pooler_output[:, -1:]
-        frame_index = self.frame_embedding[:num_frames, None, :].to(frame_tokens.dtype)
+        frame_index = self.frame_embedding.weight[:num_frames, None, :].to(frame_tokens.dtype)
         face_tokens = None
         if self.config.use_face_tower:
             face_tokens = self.get_face_features(face_pixel_values, face_mask, return_dict=True).pooler_output

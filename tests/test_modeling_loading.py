@@ -144,12 +144,14 @@ def test_llava_onevision_checkpoint_loads_with_only_the_new_parts_missing(llava_
         "model.face_projector.",
     )
     assert info["missing_keys"], "the new parts must be reported missing"
-    assert all(key.startswith(new_parts) or key == "model.frame_embedding" for key in info["missing_keys"])
+    assert all(
+        key.startswith(new_parts) or key == "model.frame_embedding.weight" for key in info["missing_keys"]
+    )
     assert not info["unexpected_keys"]
     ours = model.state_dict()
     for key, value in llava.state_dict().items():
         assert torch.equal(ours[key], value), key
-    assert torch.count_nonzero(model.model.frame_embedding) == 0
+    assert torch.count_nonzero(model.model.frame_embedding.weight) == 0
 
 
 def test_without_faces_the_frame_part_of_video_features_equals_llava_onevision(llava_onevision_checkpoint):
@@ -246,7 +248,7 @@ def test_unknown_fusion_is_rejected():
 
 def test_fresh_model_initialises_frame_embedding_to_zero_and_swin_position_index():
     model = OmniEmotionForConditionalGeneration(tiny_config())
-    assert torch.count_nonzero(model.model.frame_embedding) == 0
+    assert torch.count_nonzero(model.model.frame_embedding.weight) == 0
     attention = model.model.face_encoder.backbone[0][1][0].attn
     reference = swin_b(weights=None).features[1][0].attn
     assert torch.equal(
