@@ -84,6 +84,13 @@ def _assemble(args: argparse.Namespace) -> None:
         print(f"Pushed to {args.push_to_hub}")
 
 
+def _train(args: argparse.Namespace) -> None:
+    """One training phase from a recipe; every argument after the command goes to the training parser."""
+    from omni_emotion.training import train
+
+    train(args.recipe_arguments)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omni-emotion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     assemble.add_argument("--push-to-hub", metavar="REPO_ID", help="also push both to this Hub repository")
     assemble.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
     assemble.set_defaults(handler=_assemble)
+
+    train = commands.add_parser(
+        "train",
+        help="run one training phase: omni-emotion train RECIPE.yaml [--field value ...] (see recipes/)",
+        add_help=False,
+    )
+    train.add_argument("recipe_arguments", nargs=argparse.REMAINDER)
+    train.set_defaults(handler=_train)
     return parser
 
 
