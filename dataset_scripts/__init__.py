@@ -9,7 +9,6 @@ from .audio_sources import (
     AudioSourceError,
     AudioSourceSpec,
     audio_mix_report,
-    count_by_task,
     load_audio_source,
     mix_audio_sources,
 )
@@ -120,7 +119,6 @@ __all__ = [
     "classification_example",
     "clip_name",
     "count_by_source",
-    "count_by_task",
     "count_tasks",
     "export_to_hub_layout",
     "face_alignment_example",

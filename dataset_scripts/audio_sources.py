@@ -22,7 +22,14 @@ from typing import Any, Literal
 import datasets
 from datasets import Audio, ClassLabel, Dataset, Features, IterableDataset, Value
 
-from .prompts import AUDIO_TEXT_COLUMNS, AudioTask, Example, audio_alignment_example, build_prompts
+from .prompts import (
+    AUDIO_TEXT_COLUMNS,
+    AudioTask,
+    Example,
+    audio_alignment_example,
+    build_prompts,
+    count_tasks,
+)
 
 StoppingStrategy = Literal["first_exhausted", "all_exhausted", "all_exhausted_without_replacement"]
 
@@ -350,11 +357,6 @@ def mix_audio_sources(
     )
 
 
-def count_by_task(mix: Dataset) -> dict[str, int]:
-    """Rows of a phase-1 mix per task, largest first."""
-    return dict(Counter(mix.select_columns(["task"])["task"]).most_common())
-
-
 def audio_mix_report(mix: Dataset, specs: Sequence[AudioSourceSpec]) -> str:
     """Rows per source of a phase-1 mix beside the share its weight asked for, then rows per task."""
     counts = Counter(mix.select_columns(["source"])["source"])
@@ -367,6 +369,6 @@ def audio_mix_report(mix: Dataset, specs: Sequence[AudioSourceSpec]) -> str:
             f"  {spec.name:<{width}} {spec.task:<11} {counts[spec.name]:>9,} {share:5.1f}%"
             f"  (weight {100 * spec.weight / weights:.1f}%)"
         )
-    by_task = ", ".join(f"{task} {count:,}" for task, count in count_by_task(mix).items())
+    by_task = ", ".join(f"{task} {count:,}" for task, count in count_tasks(mix).items())
     lines.append(f"  by task: {by_task}")
     return "\n".join(lines)

@@ -402,13 +402,14 @@ def build_instruction_prompts(
 
 
 def count_tasks(dataset: Dataset) -> dict[str, int]:
-    """Rows per task of a `build_instruction_prompts` result, in `INSTRUCTION_TASKS` order."""
+    """Rows per task of a `build_instruction_prompts` result (in `INSTRUCTION_TASKS` order) or of a phase-1
+    `mix_audio_sources` result (largest first)."""
     if "task" not in dataset.column_names:
         raise ValueError(
             f"The dataset has no 'task' column (columns: {', '.join(dataset.column_names)}); "
-            "count the output of build_instruction_prompts"
+            "count the output of build_instruction_prompts or mix_audio_sources"
         )
-    counts = Counter(dataset["task"])
+    counts = dict(Counter(dataset.select_columns(["task"])["task"]).most_common())
     return {**{task: counts[task] for task in INSTRUCTION_TASKS if task in counts}, **counts}
 
 

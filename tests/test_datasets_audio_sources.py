@@ -20,12 +20,11 @@ from dataset_scripts import (
     AudioSourceError,
     AudioSourceSpec,
     audio_mix_report,
-    count_by_task,
     load_audio_source,
     mix_audio_sources,
 )
 from dataset_scripts.audio_sources import LOCAL_COPY_LAYOUTS
-from dataset_scripts.prompts import AUDIO_INSTRUCTIONS
+from dataset_scripts.prompts import AUDIO_INSTRUCTIONS, count_tasks
 
 SOUNDS = ["dog barking", "church bell ringing"]
 
@@ -217,11 +216,11 @@ def test_the_mix_follows_the_weights_and_is_reproducible(specs, dirs):
     other = mix_audio_sources(weighted, seed=8, **dirs)
     print(audio_mix_report(mix, weighted))
 
-    shares = {task: count / len(mix) for task, count in count_by_task(mix).items()}
+    shares = {task: count / len(mix) for task, count in count_tasks(mix).items()}
     assert shares["asr"] == pytest.approx(0.5, abs=0.07)
     assert shares["caption"] == pytest.approx(0.25, abs=0.07)
     assert shares["sound_label"] == pytest.approx(0.25, abs=0.07)
-    assert count_by_task(mix)["asr"] == 200  # first_exhausted: the mix ends when CommonVoice runs out
+    assert count_tasks(mix)["asr"] == 200  # first_exhausted: the mix ends when CommonVoice runs out
     assert mix.to_list() == again.to_list()
     assert mix["source"] != other["source"]
 
