@@ -141,12 +141,13 @@ def _report_start(
 ) -> None:
     batch = global_batch_size(training_args)
     paper = PAPER_GLOBAL_BATCH[script_args.phase]
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    lora = ""
+    if hasattr(trainer.model, "peft_config"):
+        adapters = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+        lora = f" (with the LoRA adapters and peft's copies: {adapters:,})"
     lines = [
         data.report,
-        str(summary)
-        if trainable == summary.trainable_parameters
-        else f"{summary} (after LoRA: {trainable:,})",
+        f"{summary}{lora}",
         f"global batch {batch} = {training_args.per_device_train_batch_size} per device x "
         f"{training_args.gradient_accumulation_steps} accumulation x {max(training_args.world_size, 1)} processes"
         + ("" if batch == paper else f" (the paper: {paper})"),
