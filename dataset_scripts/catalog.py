@@ -109,7 +109,7 @@ SOURCES: dict[str, SourceInfo] = {
         ),
     )
 }
-"""The sources of DESIGN.md section 6, by the name that a record's ``source`` field holds."""
+"""The sources of docs/architecture.md ("Data"), by the name that a record's ``source`` field holds."""
 
 
 def get_source(name: str) -> SourceInfo:

@@ -1,4 +1,4 @@
-"""The SRE/HRE annotation record (DESIGN.md section 6), read from JSONL and validated line by line.
+"""The SRE/HRE annotation record (docs/architecture.md, "Data"), read from JSONL and validated line by line.
 
 A record names its clip by a path relative to its source dataset's root, never by the video itself:
 the source licences forbid redistributing the clips, so users attach their own copies when loading.

@@ -1,7 +1,7 @@
 """Adapters for the seven source datasets: each official annotation layout in, schema rows out.
 
 An adapter only parses its dataset's layout into `SourceClip`s; one mechanism (`read_source`) turns
-them into records of DESIGN.md section 6, checks every clip is on disk, and builds a `DatasetDict`
+them into records of docs/architecture.md ("Data"), checks every clip is on disk, and builds a `DatasetDict`
 with one split per official split. Each reader's docstring says where its layout comes from.
 """
 

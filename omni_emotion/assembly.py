@@ -17,13 +17,16 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import logging as transformers_logging
 
 from modeling_omni_emotion import OmniEmotionForConditionalGeneration, load_facexformer_weights
+from omni_emotion.pretrained_sources import (
+    FACEXFORMER_FILENAME,
+    FACEXFORMER_REPO,
+    CheckpointUnavailableError,
+    check_assembly_sources,
+)
 from processing import OmniEmotionProcessor
 
 logger = logging.getLogger(__name__)
 
-# The released FaceXFormer checkpoint: its Hub repository and the file in it.
-FACEXFORMER_REPO = "kartiknarayan/facexformer"
-FACEXFORMER_FILENAME = "ckpts/model.pt"
 # Whisper checkpoints keep the encoder under `model.encoder.`; the audio tower is that encoder alone.
 _WHISPER_ENCODER_KEYS = {r"^model\.encoder\.": ""}
 # Processor settings that mirror configuration fields of the same name.
@@ -56,24 +59,28 @@ def assemble(
         The model and an [`OmniEmotionProcessor`] whose tokenizer holds the modality markers, whose token counts
         follow the model's configuration, and whose ids the configuration names.
     """
-    tokenizer = AutoTokenizer.from_pretrained(llava_onevision)
+    # Every part is checked before any is loaded: a mistyped Whisper id should not wait for 16 GB of LLaVA.
+    llava_access, whisper_access, face_access = check_assembly_sources(llava_onevision, whisper, facexformer)
+    tokenizer = AutoTokenizer.from_pretrained(llava_onevision, **llava_access)
     processor = OmniEmotionProcessor(
         tokenizer=tokenizer,
-        video_processor=LlavaOnevisionVideoProcessor.from_pretrained(llava_onevision),
+        video_processor=LlavaOnevisionVideoProcessor.from_pretrained(llava_onevision, **llava_access),
         **{key: config_overrides[key] for key in _PROCESSOR_FIELDS if key in config_overrides},
     )
     if whisper is not None:
-        config_overrides.setdefault("audio_config", WhisperConfig.from_pretrained(whisper).to_dict())
+        config_overrides.setdefault(
+            "audio_config", WhisperConfig.from_pretrained(whisper, **whisper_access).to_dict()
+        )
     model = OmniEmotionForConditionalGeneration.from_llava_onevision(
-        llava_onevision, dtype=dtype, **config_overrides, **config_token_ids(processor)
+        llava_onevision, dtype=dtype, **llava_access, **config_overrides, **config_token_ids(processor)
     )
     if len(tokenizer) > model.config.text_config.vocab_size:
         model.resize_token_embeddings(len(tokenizer))
     _check_processor_matches(processor, model)
     if whisper is not None and model.config.use_audio_tower:
-        load_whisper_encoder(model, whisper)
+        load_whisper_encoder(model, whisper, **whisper_access)
     if facexformer is not None and model.config.use_face_tower:
-        load_facexformer_checkpoint(model, facexformer)
+        load_facexformer_checkpoint(model, facexformer, **face_access)
     return model, processor
 
 
@@ -110,13 +117,18 @@ def _check_processor_matches(
         )
 
 
-def load_whisper_encoder(model: OmniEmotionForConditionalGeneration, whisper: str) -> None:
+def load_whisper_encoder(
+    model: OmniEmotionForConditionalGeneration, whisper: str, *, local_files_only: bool = False
+) -> None:
     """Loads the encoder of a Whisper checkpoint (Hub id or folder) into the audio tower; strict on its keys."""
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()  # the decoder's keys are reported unexpected, on purpose
     try:
         encoder, info = WhisperEncoder.from_pretrained(
-            whisper, key_mapping=_WHISPER_ENCODER_KEYS, output_loading_info=True
+            whisper,
+            key_mapping=_WHISPER_ENCODER_KEYS,
+            output_loading_info=True,
+            local_files_only=local_files_only,
         )
     finally:
         transformers_logging.set_verbosity(verbosity)
@@ -130,11 +142,20 @@ def load_whisper_encoder(model: OmniEmotionForConditionalGeneration, whisper: st
     logger.info("Loaded the audio tower from %s", whisper)
 
 
-def load_facexformer_checkpoint(model: OmniEmotionForConditionalGeneration, facexformer: str) -> None:
-    """Loads FaceXFormer's released encoder weights: a `.pt` file, or a Hub repository holding `ckpts/model.pt`."""
-    path = Path(facexformer)
-    if not path.is_file():
-        path = Path(hf_hub_download(facexformer, FACEXFORMER_FILENAME))
+def load_facexformer_checkpoint(
+    model: OmniEmotionForConditionalGeneration, facexformer: str, *, local_files_only: bool = False
+) -> None:
+    """Loads FaceXFormer's released encoder weights: a `.pt` file, or a Hub repository (or a local copy of one)
+    holding `ckpts/model.pt`."""
+    path = Path(facexformer).expanduser()
+    if path.is_dir():
+        path = path / FACEXFORMER_FILENAME
+        if not path.is_file():
+            raise CheckpointUnavailableError(
+                f"{facexformer} is a folder without {FACEXFORMER_FILENAME}: give the FaceXFormer .pt file itself."
+            )
+    elif not path.is_file():
+        path = Path(hf_hub_download(facexformer, FACEXFORMER_FILENAME, local_files_only=local_files_only))
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} is not a FaceXFormer checkpoint: expected a dict of tensors.")

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
+
+import huggingface_hub
 import pytest
 import torch
+from huggingface_hub.utils import httpx
 from media_factory import write_clip
 from tiny_models import tiny_config
 from transformers import (
@@ -17,7 +24,13 @@ from transformers import (
 )
 
 from modeling_omni_emotion import OmniEmotionFaceEncoder, OmniEmotionForConditionalGeneration
+from omni_emotion import pretrained_sources
 from omni_emotion.assembly import assemble
+from omni_emotion.pretrained_sources import (
+    CheckpointUnavailableError,
+    check_pretrained_source,
+    looks_like_local_path,
+)
 from processing import OmniEmotionProcessor
 
 TINY = tiny_config()
@@ -152,3 +165,99 @@ def test_cli_assemble_saves_a_loadable_checkpoint(parts, tmp_path):
     processor = OmniEmotionProcessor.from_pretrained(tmp_path / "out")
     assert model.config.fusion == processor.fusion == "frame_concat"
     assert same_weights(parts["whisper"].model.encoder, model.model.audio_tower)
+
+
+def test_a_missing_local_path_is_named_as_a_path(tmp_path):
+    missing = tmp_path / "llava-onevision"
+    with pytest.raises(
+        CheckpointUnavailableError, match=rf"'{missing}' does not exist: there is no file or folder"
+    ):
+        assemble(str(missing), None, None)
+
+
+@pytest.mark.parametrize(
+    "name", ["./llava", "../checkpoints/llava", "~/llava", "/data/llava", "a/b/c", "model.pt", "a\\b"]
+)
+def test_paths_are_told_from_hub_ids(name):
+    assert looks_like_local_path(name)
+
+
+def test_org_slash_name_is_a_hub_id_unless_its_parent_folder_exists(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert not looks_like_local_path("outputs/omni-emotion-7b")
+    (tmp_path / "outputs").mkdir()
+    assert looks_like_local_path("outputs/omni-emotion-7b")
+
+
+def test_offline_an_uncached_hub_id_fails_at_once_and_names_the_repository(monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(pretrained_sources, "get_hf_file_metadata", network_call)
+    start = time.perf_counter()
+    with pytest.raises(
+        CheckpointUnavailableError, match="'omni-emotion-tests/no-such-llava' is neither"
+    ) as error:
+        assemble("omni-emotion-tests/no-such-llava", None, None)
+    assert "HF_HUB_OFFLINE is set" in str(error.value)
+    assert time.perf_counter() - start < 1
+
+
+def test_an_unreachable_hub_is_reported_with_the_repository_without_retries(monkeypatch):
+    attempts = []
+
+    def unreachable(url, **kwargs):
+        attempts.append(url)
+        raise httpx.ConnectError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(pretrained_sources, "get_hf_file_metadata", unreachable)
+    with pytest.raises(CheckpointUnavailableError, match="no network may be available") as error:
+        assemble("omni-emotion-tests/no-such-llava", None, None)
+    assert "Could not reach the Hugging Face Hub to download the LLaVA-OneVision checkpoint " in str(
+        error.value
+    )
+    assert "'omni-emotion-tests/no-such-llava'" in str(error.value)
+    assert len(attempts) == 1
+
+
+def test_an_unreachable_hub_falls_back_to_the_cached_copy(monkeypatch):
+    def unreachable(url, **kwargs):
+        raise httpx.ConnectError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(pretrained_sources, "get_hf_file_metadata", unreachable)
+    monkeypatch.setattr(
+        pretrained_sources, "try_to_load_from_cache", lambda repo, filename: "/cache/config.json"
+    )
+    assert check_pretrained_source("org/cached", "Whisper checkpoint") == {"local_files_only": True}
+
+
+def test_the_command_line_names_a_missing_checkpoint_in_one_line(tmp_path, capsys):
+    from omni_emotion.cli import main
+
+    with pytest.raises(
+        SystemExit, match=r"^omni-emotion assemble: error: The Whisper checkpoint '.*' does not"
+    ):
+        main(
+            [
+                "assemble",
+                "--llava-onevision",
+                str(tmp_path),
+                "--whisper",
+                str(tmp_path / "w"),
+                "--output",
+                "o",
+            ]
+        )
+
+
+def network_call(*args, **kwargs):
+    raise AssertionError("no request may reach the network in tests")
+
+
+def test_with_hf_hub_offline_the_command_fails_in_one_line_without_loading_anything(tmp_path):
+    environment = os.environ | {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "omni_emotion.cli", "assemble", "--output", str(tmp_path / "out")]
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=environment)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "'llava-hf/llava-onevision-qwen2-7b-ov-hf' is neither a local file or folder" in result.stderr
+    assert time.perf_counter() - start < 10  # huggingface_hub retries a file for over 20 s

@@ -239,3 +239,26 @@ def test_command_line_prints_counts_and_exports(sre_hre, tmp_path, capsys):
     assert "SRE: 3 clips" in printed and "paper  10,302" in printed
     assert "HRE: 2 clips" in printed and "3,500 in all" in printed
     assert (tmp_path / "export/README.md").is_file()
+
+
+def test_command_line_names_itself_and_a_missing_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_main([str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "export")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m dataset_scripts ")
+    assert (
+        err.splitlines()[-1]
+        == f"python -m dataset_scripts: error: {tmp_path / 'missing.jsonl'}: no such file"
+    )
+
+
+def test_command_line_reports_an_invalid_record_in_one_line(tmp_path, capsys):
+    bad = tmp_path / "sre.jsonl"
+    bad.write_text(json.dumps(record(1) | {"source": "NOPE"}) + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        build_main([str(bad), "--out", str(tmp_path / "export")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith(f"python -m dataset_scripts: error: {bad}:1: unknown source 'NOPE'")
