@@ -1,7 +1,7 @@
 """Datasets of Omni-Emotion: the seven source datasets, SRE/HRE, their Hub export and the phase prompts.
 
-Nothing here imports the model or the processor (DESIGN.md section 1): these are plain `datasets`
-objects and TRL conversational rows.
+Nothing here imports the model or the processor (docs/architecture.md, "Layout and import boundaries"):
+these are plain `datasets` objects and TRL conversational rows.
 """
 
 from .audio_sources import (
@@ -25,6 +25,7 @@ from .catalog import (
     SourceInfo,
     get_source,
 )
+from .emotion_answer import ANSWER_PREFIX, format_emotion_answer, parse_emotion_answer
 from .hub import (
     RECORD_FEATURES,
     attach_videos,
@@ -45,7 +46,6 @@ from .leakage import (
     read_evaluation_clips,
 )
 from .prompts import (
-    ANSWER_PREFIX,
     INSTRUCTION_TASKS,
     PAPER_INSTRUCTION_COUNT,
     audio_alignment_example,
@@ -54,12 +54,10 @@ from .prompts import (
     classification_example,
     count_tasks,
     face_alignment_example,
-    format_emotion_answer,
     format_task_counts,
     instruction_example,
     instruction_examples,
     open_vocabulary_example,
-    parse_emotion_answer,
 )
 from .records import (
     PAPER_HRE_PER_SOURCE,

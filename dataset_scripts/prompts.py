@@ -13,7 +13,6 @@ instruction pools are our own phrasings.
 from __future__ import annotations
 
 import random
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -21,14 +20,12 @@ from typing import Any, Literal
 from datasets import Dataset, Features, List, Value
 
 from .catalog import get_source
+from .emotion_answer import REASONING_QUESTIONS, format_emotion_answer
 from .vocabulary import SHARED_VOCABULARY, overlapping_words, shared_classes, shared_label
 
 Example = dict[str, Any]
 Formatter = Callable[..., Example]
 AudioTask = Literal["asr", "caption", "sound_label"]
-
-ANSWER_PREFIX = "Emotions:"
-"""Phase-3 answers end with a line `Emotions: word, word`, which `parse_emotion_answer` reads back."""
 
 AUDIO_INSTRUCTIONS: dict[str, tuple[str, ...]] = {
     "asr": (
@@ -81,17 +78,6 @@ FACE_QUESTIONS: tuple[str, ...] = (
 
 PHASE2_OPTION_COUNTS: tuple[int, int] = (6, 8)
 """A phase-2 question lists between 6 and 8 options (both included), the answer among them."""
-
-REASONING_QUESTIONS: tuple[str, ...] = (
-    "Describe the emotional state of the person in the video and explain the cues behind it.",
-    "How does the person feel? Reason from their face, their voice and what they say.",
-    "What emotions is this person experiencing, and what gives them away?",
-    "Analyse the person's emotions using their expression, tone of voice and words.",
-    "Explain what the person is feeling and why you think so.",
-    "What is going on emotionally for the person in this clip? Walk through the evidence.",
-    "Interpret the person's emotional state from what you see and hear.",
-    "Identify the person's emotions and justify them with the visual and audio cues.",
-)
 
 OPEN_VOCABULARY_QUESTIONS: tuple[str, ...] = (
     "Which emotions does the person in the video show? List the words only.",
@@ -251,12 +237,6 @@ def classification_example(
     if with_answer:
         messages.append(_assistant_turn(f"{answer}."))
     return {"messages": messages, "label": label, "label_id": get_source(row["source"]).classes.index(label)}
-
-
-def format_emotion_answer(reasoning: str, emotions: Sequence[str]) -> str:
-    """The phase-3 answer: the reasoning, a blank line, then `Emotions: a, b`."""
-    line = f"{ANSWER_PREFIX} {', '.join(emotions)}"
-    return f"{reasoning.strip()}\n\n{line}" if reasoning.strip() else line
 
 
 def _emotions(row: Mapping[str, Any]) -> list[str]:
@@ -422,48 +402,3 @@ def format_task_counts(counts: Mapping[str, int], title: str = "Phase-3 instruct
     share = f" ({100 * total / PAPER_INSTRUCTION_COUNT:.0f}% of it)"
     lines.append(f"  {'total':<{width}} {total:>9,}  paper ~{PAPER_INSTRUCTION_COUNT:,} (approximate){share}")
     return "\n".join(lines)
-
-
-_MARKER = re.compile(r"emotions?(?:[ \t]+(?:labels?|words?))?[ \t*_]*[:：]", re.IGNORECASE)
-_SEPARATORS = re.compile(r"[,;/|、，；\n]|\band\b|\bor\b|&", re.IGNORECASE)
-_NO_EMOTION = {"none", "n/a", "na", "unknown", "no emotion", "nothing"}
-
-
-def _words(listing: str) -> list[str]:
-    listing = re.sub(r"\([^)]*\)", " ", listing)
-    words = []
-    for item in _SEPARATORS.split(listing):
-        word = re.sub(r"^[\s\-*•#>\d.)]+", "", item)
-        word = word.strip(" \t\"'`‘’“”[]{}*_.!?:").lower()
-        if word and word not in _NO_EMOTION and len(word.split()) <= 4 and word not in words:
-            words.append(word)
-    return words
-
-
-def parse_emotion_answer(text: str) -> list[str]:
-    """The emotion words of a generated phase-3 answer, lower-cased and de-duplicated in order.
-
-    Reads the last `Emotions: ...` (also `Emotion labels:`, bold or bulleted, inline or followed by a
-    bullet list, a Python-style list); an answer that is only a short list of words is read as one.
-    Anything else gives `[]`, which emer_ov scores as an empty prediction.
-    """
-    markers = list(_MARKER.finditer(text))
-    if markers:
-        rest = text[markers[-1].end() :]
-        line, _, following = rest.partition("\n")
-        if line.strip(" \t*_"):
-            return _words(line)
-        bullets = []
-        for candidate in following.splitlines():
-            if not candidate.strip():
-                if bullets:
-                    break
-                continue
-            if not re.match(r"\s*(?:[-*•]|\d+[.)])\s*", candidate):
-                break
-            bullets.append(candidate)
-        return _words("\n".join(bullets))
-    stripped = text.strip()
-    looks_like_list = "\n" not in stripped and not re.search(r"[.!?]\s+\S", stripped)
-    words = _words(stripped) if looks_like_list else []
-    return words if all(len(word.split()) <= 3 for word in words) and len(words) <= 10 else []
