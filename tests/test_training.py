@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -301,8 +302,11 @@ def test_two_processes_train_a_phase3_step_and_save_once(checkpoint, data, tmp_p
     arguments = recipe_arguments(
         "phase3_instruct", checkpoint, output_dir, data, max_steps=1, ddp_backend="gloo"
     )
+    with socket.socket() as probe:  # a free port, so that concurrent runs on one machine do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
         "-m", "omni_emotion.training", *arguments,
     ]  # fmt: skip
     result = _run("", tmp_path, command=command)
