@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import glob
+import itertools
 import json
 import os
 import queue
@@ -193,6 +194,7 @@ class _DecodedClip:
     decode_seconds: float
     face_seconds: float | None
     error: str | None = None
+    prompt: str = ""
 
 
 class _TimedFaceDetector:
@@ -227,7 +229,7 @@ def analyze(
     *,
     batch_size: int = 4,
     max_new_tokens: int = 256,
-    prompt: str | None = None,
+    prompt: str | Sequence[str] | None = None,
     modalities: Sequence[str] | str = ALL_MODALITIES,
     prefetch: int = 2,
 ) -> Iterator[ClipResult]:
@@ -237,7 +239,9 @@ def analyze(
     rather than DataLoader workers: decoding spends its time in PyAV, OpenCV and torch, which release the GIL; the
     processor (with its OpenCV detector) and the model need no pickling or copying into worker processes, and
     nothing forks a process that holds CUDA. `modalities` leaves frames, faces or audio out by giving the model
-    the processor's input for a clip that lacks them (see `omni_emotion.pipeline.remove_modalities`).
+    the processor's input for a clip that lacks them (see `omni_emotion.pipeline.remove_modalities`). `prompt` is
+    the question asked about every clip (default: the first phase-3 reasoning question), or a sequence of one
+    question per input, in input order (a benchmark whose options are shuffled per clip).
     """
     from omni_emotion.pipeline import DEFAULT_PROMPT, check_modalities
 
@@ -247,11 +251,23 @@ def analyze(
             f"{max_new_tokens}."
         )
     keep = check_modalities(modalities)
-    prompt = prompt or DEFAULT_PROMPT
-    decode = _clip_decoder(processor, keep)
-    decoded = _prefetched(inputs, decode, depth=prefetch * batch_size) if prefetch else map(decode, inputs)
+    if prompt is None or isinstance(prompt, str):
+        prompts: Iterable[str] = itertools.repeat(prompt or DEFAULT_PROMPT)
+    else:
+        inputs, prompts = list(inputs), list(prompt)
+        if len(prompts) != len(inputs):
+            raise ValueError(f"Give one prompt per input: {len(inputs)} inputs, {len(prompts)} prompts.")
+    decode_clip = _clip_decoder(processor, keep)
+
+    def decode(pair: tuple[str, str]) -> _DecodedClip:
+        item = decode_clip(pair[0])
+        item.prompt = pair[1]
+        return item
+
+    pairs = zip(inputs, prompts, strict=False)  # the prompts repeat, or were checked to match
+    decoded = _prefetched(pairs, decode, depth=prefetch * batch_size) if prefetch else map(decode, pairs)
     for batch in _batches(decoded, batch_size):
-        yield from _answer_batch(model, processor, batch, keep, prompt, max_new_tokens)
+        yield from _answer_batch(model, processor, batch, keep, max_new_tokens)
 
 
 def _clip_decoder(processor: OmniEmotionProcessor, keep: Sequence[str]) -> Callable[[str], _DecodedClip]:
@@ -338,7 +354,6 @@ def _answer_batch(
     processor: OmniEmotionProcessor,
     batch: list[_DecodedClip],
     keep: Sequence[str],
-    prompt: str,
     max_new_tokens: int,
 ) -> list[ClipResult]:
     """Results for one batch in its order: failed decodes as they are; the rest generated together, or one by
@@ -353,7 +368,9 @@ def _answer_batch(
         group = groups.pop(0)
         start = time.perf_counter()
         try:
-            texts = _generate(model, processor, [given[index] for index in group], prompt, max_new_tokens)
+            clips = [given[index] for index in group]
+            prompts = [batch[index].prompt for index in group]
+            texts = _generate(model, processor, clips, prompts, max_new_tokens)
         except Exception as error:
             if len(group) > 1:
                 groups = [[index] for index in group] + groups
@@ -381,16 +398,16 @@ def _generate(
     model: OmniEmotionForConditionalGeneration,
     processor: OmniEmotionProcessor,
     clips: list[dict[str, Any]],
-    prompt: str,
+    prompts: list[str],
     max_new_tokens: int,
 ) -> list[str]:
-    """Greedy answers for decoded clips, batched with left padding (generation appends at the right end)."""
+    """Greedy answers for decoded clips, each to its prompt, batched with left padding (generation appends at the right end)."""
     import torch
 
     from omni_emotion.pipeline import clip_messages, generation_defaults
 
     inputs = processor.apply_chat_template(
-        [clip_messages(clip, prompt) for clip in clips],
+        [clip_messages(clip, prompt) for clip, prompt in zip(clips, prompts, strict=True)],
         add_generation_prompt=True,
         tokenize=True,
         return_dict=True,

@@ -231,6 +231,10 @@ COMMANDS: dict[str, Command] = {
         "emotions and reasoning for videos: omni-emotion analyze PATH... --model ID|DIR [--out results.jsonl]",
         "omni_emotion.analyze",
     ),
+    "evaluate": Command.from_module(
+        "the paper's benchmarks: omni-emotion evaluate --benchmark dfew|mafw|emer-ov --data ROOT --model ID|DIR",
+        "omni_emotion.evaluate",
+    ),
 }
 """The subcommands, in the order `--help` lists them. One more, whose code lives in its own module:
 `COMMANDS["name"] = Command.from_module("one-line help", "omni_emotion.name")`."""
