@@ -665,6 +665,25 @@ def _positive(value: str) -> int:
     return number
 
 
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """--batch-size, --device and --dtype: how a command that generates runs the model (analyze, evaluate)."""
+    parser.add_argument(
+        "--batch-size", type=_positive, default=4, help="clips generated together (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--device",
+        type=_device_argument,
+        default="auto",
+        help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", *DTYPES],
+        default="auto",
+        help="weights and inputs: auto is bf16 on CUDA, fp32 elsewhere (default: %(default)s)",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of `omni-emotion analyze`, on a parser (or subparser) that the caller owns."""
     parser.add_argument(
@@ -682,21 +701,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="results.jsonl",
         help="the JSON-lines file to append to; clips already in it are skipped (default: %(default)s)",
     )
-    parser.add_argument(
-        "--batch-size", type=_positive, default=4, help="clips generated together (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--device",
-        type=_device_argument,
-        default="auto",
-        help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=["auto", *DTYPES],
-        default="auto",
-        help="weights and inputs: auto is bf16 on CUDA, fp32 elsewhere (default: %(default)s)",
-    )
+    add_runtime_arguments(parser)
     parser.add_argument(
         "--max-new-tokens",
         type=_positive,

@@ -37,12 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omni_emotion.analyze import (
-    DTYPES,
-    VIDEO_SUFFIXES,
-    _device_argument,
-    _positive,
-)
+from omni_emotion.analyze import VIDEO_SUFFIXES, _positive, add_runtime_arguments
 
 if TYPE_CHECKING:
     from modeling_omni_emotion import OmniEmotionForConditionalGeneration
@@ -481,21 +476,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where <benchmark>_predictions.jsonl and <benchmark>_summary.json are written (default: %(default)s)",
     )
-    parser.add_argument(
-        "--batch-size", type=_positive, default=4, help="clips generated together (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--device",
-        type=_device_argument,
-        default="auto",
-        help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--dtype",
-        choices=["auto", *DTYPES],
-        default="auto",
-        help="weights and inputs: auto is bf16 on CUDA, fp32 elsewhere (default: %(default)s)",
-    )
+    add_runtime_arguments(parser)
     parser.add_argument(
         "--max-new-tokens",
         type=_positive,
