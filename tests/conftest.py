@@ -71,3 +71,19 @@ def emotion_wheel_dir() -> Path | None:
         if candidate and (Path(candidate) / "wheel1.xlsx").is_file():
             return Path(candidate)
     return None
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A tiny random model and its processor saved as `omni-emotion assemble` saves them (one per test module)."""
+    from training_fixtures import write_checkpoint
+
+    return write_checkpoint(tmp_path_factory.mktemp("checkpoint") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def loaded(checkpoint):
+    """`checkpoint` loaded for inference on the CPU: (model, processor)."""
+    from omni_emotion.analyze import load_for_inference
+
+    return load_for_inference(checkpoint, device="cpu")

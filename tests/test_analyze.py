@@ -15,7 +15,6 @@ from pathlib import Path
 import media_factory
 import pytest
 import torch
-from training_fixtures import write_checkpoint
 
 from dataset_scripts import parse_emotion_answer
 from omni_emotion import pipeline as emotion_pipeline
@@ -27,7 +26,6 @@ from omni_emotion.analyze import (
     add_arguments,
     analyze,
     collect_inputs,
-    load_for_inference,
     main_from_args,
     run_analyze,
 )
@@ -39,16 +37,6 @@ from omni_emotion.pipeline import (
 )
 
 NEW_TOKENS = 6
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("analyze") / "checkpoint")
-
-
-@pytest.fixture(scope="module")
-def loaded(checkpoint):
-    return load_for_inference(checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from training_fixtures import DFEW_TEST, write_checkpoint, write_sources
+from training_fixtures import DFEW_TEST, write_sources
 
 from omni_emotion import analyze as analyze_module
-from omni_emotion.analyze import analyze, load_for_inference
+from omni_emotion.analyze import analyze
 from omni_emotion.cli import build_parser
 from omni_emotion.evaluate import (
     FOLDS,
@@ -23,16 +23,6 @@ from omni_emotion.evaluate import (
 )
 
 NEW_TOKENS = 3
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("evaluate") / "checkpoint")
-
-
-@pytest.fixture(scope="module")
-def loaded(checkpoint):
-    return load_for_inference(checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")

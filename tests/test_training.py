@@ -40,11 +40,6 @@ def data(tmp_path_factory) -> dict[str, Path]:
     return found
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    return tf.write_checkpoint(tmp_path_factory.mktemp("checkpoint") / "tiny")
-
-
 def recipe_arguments(recipe: str, checkpoint: Path, output_dir: Path, data, **fields) -> list[str]:
     path = (
         tf.phase1_recipe(output_dir.parent, data["audio"])
