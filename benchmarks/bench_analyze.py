@@ -3,7 +3,7 @@
     python benchmarks/bench_analyze.py [--clips 16] [--repeats 3] [--batch-size 4] [--max-new-tokens 32]  # CPU
     python benchmarks/bench_analyze.py --device cuda [--batch-size 8] [--max-new-tokens 64]           # 7B on a GPU
 
-Clips: N generated H.264 clips of 3 s at 30 fps with the moving astronaut face (tests/media_factory.py), half of
+Clips: N generated H.264 clips of 3 s at 30 fps with the moving astronaut face (omni_emotion/synthetic/media.py), half of
 them 320x240 and half 640x360, every fourth one without a sound track (the rest with an AAC tone). Four distinct
 clips are written and copied to N paths, so that every path is decoded on its own.
 
@@ -17,7 +17,7 @@ model that happens to emit its end token early on one side does not make that si
 interleaved (the order alternates), repeated after one warm-up each; min and median of the wall time per run are
 printed as clips/s. The last line is the clips/s ratio ours / plain loop (min times).
 
-CPU (default): the tests' tiny random checkpoint (`tests/training_fixtures.write_checkpoint`: 4 frames at 56 px, a
+CPU (default): the tests' tiny random checkpoint (`omni_emotion.synthetic.tiny.write_tiny_checkpoint`: 4 frames at 56 px, a
 2-layer Qwen2, a 1-layer Whisper encoder, a mini face encoder), float32. With a model this small the run measures
 decoding and the pipeline's overheads rather than the model; the default Haar face detector is used.
 
@@ -56,7 +56,7 @@ SILENT_EVERY = 4  # every fourth clip has no sound track
 
 def write_clips(folder: Path, count: int) -> list[str]:
     """`count` clip paths: 4 distinct clips (2 sizes, with and without sound) copied round-robin."""
-    import media_factory
+    from omni_emotion.synthetic import media as media_factory
 
     folder.mkdir(parents=True, exist_ok=True)
     sources: dict[tuple[int, int, bool], Path] = {}
@@ -274,18 +274,18 @@ def compare(
 
 def cpu_benchmark(args: argparse.Namespace) -> None:
     import torch
-    from training_fixtures import write_checkpoint
 
     from omni_emotion.analyze import load_for_inference
+    from omni_emotion.synthetic.tiny import write_tiny_checkpoint
 
     _quiet()
     with tempfile.TemporaryDirectory(prefix="omni-emotion-bench-analyze-") as tmp:
         work = Path(tmp)
         paths = write_clips(work / "clips", args.clips)
-        checkpoint = write_checkpoint(work / "checkpoint")
+        checkpoint = write_tiny_checkpoint(work / "checkpoint")
         model, processor = load_for_inference(checkpoint, device="cpu", dtype="fp32")
         print(
-            f"analyze throughput, tiny random checkpoint (tests' write_checkpoint), CPU float32 "
+            f"analyze throughput, tiny random checkpoint (omni_emotion.synthetic.tiny.write_tiny_checkpoint), CPU float32 "
             f"({torch.get_num_threads()} threads, {os.cpu_count()} CPUs): {describe_clips(paths)}; "
             f"{processor.num_frames} frames a clip, batch {args.batch_size}, {args.max_new_tokens} new tokens, "
             f"{args.repeats} repeats",
@@ -311,11 +311,9 @@ def gpu_benchmark(args: argparse.Namespace) -> None:
             f"(torch {torch.__version__}, CUDA build {torch.version.cuda}): run it on a GPU machine, or drop "
             "--device for the CPU benchmark."
         )
-    from conftest import build_tiny_tokenizer
-    from tiny_models import tiny_processor
-
     from modeling_omni_emotion import OmniEmotionConfig, OmniEmotionForConditionalGeneration
     from omni_emotion.assembly import config_token_ids
+    from omni_emotion.synthetic.tiny import build_tiny_tokenizer, tiny_processor
 
     _quiet()
     preset = OmniEmotionConfig.from_preset("omni-emotion-7b")

@@ -28,7 +28,7 @@ CLIPS = {
 
 
 def clip_path(name: str) -> Path:
-    import media_factory
+    from omni_emotion.synthetic import media as media_factory
 
     folder = Path(
         os.environ.get("OMNI_EMOTION_BENCH_DIR", Path(tempfile.gettempdir()) / "omni-emotion-bench")
@@ -94,8 +94,7 @@ def measure(target, args, repeats: int) -> tuple[float, float]:
 
 def end_to_end(path: Path, repeats: int) -> None:
     """Clips per second through the whole processor, and where the time goes."""
-    from conftest import build_tiny_tokenizer
-
+    from omni_emotion.synthetic.tiny import build_tiny_tokenizer
     from processing import OmniEmotionProcessor
     from processing.face_tracking import primary_face_crops
     from processing.media_reading import read_clip

@@ -78,35 +78,12 @@ INSTRUCTIONS_PER_CLIP = 3  # the recipe's instruction_tasks: reasoning, open_voc
 # ----------------------------------------------------------------------------------------------------------- CPU
 
 
-def write_small_checkpoint(folder: Path) -> Path:
-    """The small random model and the processor that mirrors it, saved as `omni-emotion assemble` saves them."""
-    import torch
-    from conftest import build_tiny_tokenizer
-    from tiny_models import tiny_config, tiny_processor
-
-    from modeling_omni_emotion import OmniEmotionForConditionalGeneration
-    from omni_emotion.assembly import config_token_ids
-
-    tokenizer = build_tiny_tokenizer()
-    processor = tiny_processor(tokenizer, tiny_config(**SMALL_CONFIG))  # adds the marker tokens
-    config = tiny_config(
-        **SMALL_CONFIG,
-        text_config=SMALL_TEXT_CONFIG | {"vocab_size": len(processor.tokenizer)},
-        image_token_index=processor.tokenizer.convert_tokens_to_ids("<image>"),
-        **config_token_ids(processor),
-    )
-    torch.manual_seed(0)
-    OmniEmotionForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
-
-
 def write_dfew(root: Path, clips: int) -> tuple[Path, Path]:
     """DFEW's official layout (fold 1) with `clips` training clips and one test clip, and its source mp4.
 
     Every clip is a copy of one generated clip (distinct paths, so each is decoded and cached on its own).
     """
-    import media_factory
+    from omni_emotion.synthetic import media as media_factory
 
     source = root / "source.mp4"
     media_factory.write_clip(source, seconds=CLIP_SECONDS, width=CLIP_WIDTH, height=CLIP_HEIGHT)
@@ -226,6 +203,8 @@ def cpu_benchmark(clips: int, epochs: int, repeats: int) -> float:
     import torch
     import training_fixtures
 
+    from omni_emotion.synthetic.tiny import write_tiny_checkpoint
+
     if clips < 2:
         raise SystemExit("--clips must be at least 2 (SRE and HRE each take some).")
     _quiet()
@@ -233,7 +212,7 @@ def cpu_benchmark(clips: int, epochs: int, repeats: int) -> float:
     with tempfile.TemporaryDirectory(prefix="omni-emotion-bench-train-") as tmp:
         work = Path(tmp)
         datasets.config.HF_DATASETS_CACHE = work / "datasets-cache"  # read at each load: nothing left behind
-        checkpoint = write_small_checkpoint(work / "checkpoint")
+        checkpoint = write_tiny_checkpoint(work / "checkpoint", **SMALL_CONFIG, text_config=SMALL_TEXT_CONFIG)
         dfew, source = write_dfew(work, clips)
         split = max(1, (2 * clips) // 3)
         annotations = training_fixtures.write_annotations(

@@ -12,7 +12,6 @@ import textwrap
 import threading
 from pathlib import Path
 
-import media_factory
 import pytest
 import torch
 
@@ -35,6 +34,7 @@ from omni_emotion.pipeline import (
     remove_modalities,
     split_emotion_answer,
 )
+from omni_emotion.synthetic import media as media_factory
 
 NEW_TOKENS = 6
 

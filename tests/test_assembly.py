@@ -11,8 +11,6 @@ import huggingface_hub
 import pytest
 import torch
 from huggingface_hub.utils import httpx
-from media_factory import write_clip
-from tiny_models import tiny_config
 from transformers import (
     LlavaOnevisionConfig,
     LlavaOnevisionForConditionalGeneration,
@@ -31,6 +29,8 @@ from omni_emotion.pretrained_sources import (
     check_pretrained_source,
     looks_like_local_path,
 )
+from omni_emotion.synthetic.media import write_clip
+from omni_emotion.synthetic.tiny import tiny_config
 from processing import OmniEmotionProcessor
 
 TINY = tiny_config()
@@ -39,7 +39,7 @@ OVERRIDES = {"face_config": TINY.face_config.to_dict(), "num_frames": 4, "face_p
 
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
-    from conftest import build_tiny_tokenizer
+    from omni_emotion.synthetic.tiny import build_tiny_tokenizer
 
     root = tmp_path_factory.mktemp("parts")
     torch.manual_seed(0)

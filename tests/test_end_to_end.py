@@ -7,13 +7,13 @@ import subprocess
 import sys
 import textwrap
 
-import media_factory
 import pytest
 import torch
-from tiny_models import tiny_config, tiny_processor
 
 from modeling_omni_emotion import OmniEmotionForConditionalGeneration
 from omni_emotion.assembly import config_token_ids
+from omni_emotion.synthetic import media as media_factory
+from omni_emotion.synthetic.tiny import tiny_config, tiny_processor
 
 
 def matched_pair(tokenizer, fusion: str = "clip_concat"):

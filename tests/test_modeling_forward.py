@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import clip_inputs, tiny_config
+from tiny_models import clip_inputs
 
 from modeling_omni_emotion import OmniEmotionForConditionalGeneration
+from omni_emotion.synthetic.tiny import tiny_config
 
 FUSIONS = ["clip_concat", "frame_concat", "frame_cross_attention"]
 

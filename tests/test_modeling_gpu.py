@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import clip_inputs, tiny_config
+from tiny_models import clip_inputs
 
 from modeling_omni_emotion import OmniEmotionForConditionalGeneration
+from omni_emotion.synthetic.tiny import tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import torch
-from tiny_models import AUDIO_TOKEN_ID, VIDEO_TOKEN_ID, clip_inputs, tiny_config
+from tiny_models import clip_inputs
 from torchvision.models import swin_b
 from transformers import (
     AutoConfig,
@@ -27,6 +27,7 @@ from modeling_omni_emotion import (
     OmniEmotionForConditionalGeneration,
     OmniEmotionModel,
 )
+from omni_emotion.synthetic.tiny import AUDIO_TOKEN_ID, VIDEO_TOKEN_ID, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import media_factory as mf
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_config, tiny_processor
 
 from modeling_omni_emotion import OmniEmotionForConditionalGeneration
+from omni_emotion.synthetic import media as mf
+from omni_emotion.synthetic.tiny import tiny_config, tiny_processor
 from processing.processing_omni_emotion import AUDIO_MARKUP, CLIP_MARKUP, VIDEO_MARKUP
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import media_factory as mf
 import numpy as np
 import pytest
 
+from omni_emotion.synthetic import media as mf
 from processing.face_tracking import (
     FaceDetector,
     HaarCascadeFaceDetector,

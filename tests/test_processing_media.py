@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import av
-import media_factory as mf
 import numpy as np
 import pytest
 
+from omni_emotion.synthetic import media as mf
 from processing import media_reading
 from processing.media_reading import MediaReadError, UrlLimits, read_audio, read_clip, resample_audio
 

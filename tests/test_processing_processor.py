@@ -10,12 +10,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import media_factory as mf
 import numpy as np
 import pytest
 import torch
 from transformers import AutoProcessor, LlavaOnevisionImageProcessor, LlavaOnevisionProcessor
 
+from omni_emotion.synthetic import media as mf
 from processing import OmniEmotionProcessor, audio_token_count
 from processing.processing_omni_emotion import CLIP_MARKUP
 
@@ -283,9 +283,8 @@ def test_auto_processor_is_registered_for_the_model_config(processor, tmp_path):
 
 @pytest.mark.parametrize("fusion", ["clip_concat", "frame_concat", "frame_cross_attention"])
 def test_placeholder_counts_equal_what_a_tiny_model_consumes(tiny_tokenizer, media, fusion):
-    from tiny_models import tiny_config, tiny_processor
-
     from modeling_omni_emotion import OmniEmotionForConditionalGeneration
+    from omni_emotion.synthetic.tiny import tiny_config, tiny_processor
 
     config = tiny_config(fusion=fusion, max_audio_seconds=60.0)
     model = OmniEmotionForConditionalGeneration(config).eval()

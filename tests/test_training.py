@@ -13,11 +13,11 @@ import pytest
 import torch
 import training_fixtures as tf
 from safetensors.torch import load_file
-from tiny_models import tiny_config
 from transformers import TrainerCallback
 
 from dataset_scripts.leakage import LeakageError
 from modeling_omni_emotion import OmniEmotionForConditionalGeneration
+from omni_emotion.synthetic.tiny import tiny_config
 from omni_emotion.training import (
     OmniEmotionScriptArguments,
     build_phase_dataset,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import media_factory as mf
 import numpy as np
 import pytest
 import torch
 from datasets import Dataset
-from tiny_models import tiny_config, tiny_processor
 
 import processing.processing_omni_emotion as processor_module
+from omni_emotion.synthetic import media as mf
+from omni_emotion.synthetic.tiny import tiny_config, tiny_processor
 from omni_emotion.training.cache import (
     ClipCache,
     ClipNotCachedError,

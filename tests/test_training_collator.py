@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-import media_factory
 import pytest
 import torch
-from tiny_models import tiny_config, tiny_processor
 
 from omni_emotion.cli import build_parser
+from omni_emotion.synthetic import media as media_factory
+from omni_emotion.synthetic.tiny import tiny_config, tiny_processor
 from omni_emotion.training import OmniEmotionDataCollator
 
 

@@ -1,66 +1,10 @@
-"""Tiny random-weight Omni-Emotion configurations for CPU tests (no downloads)."""
+"""Raw model inputs for the tiny models of `omni_emotion.synthetic.tiny` (tensors laid out as the processor does)."""
 
 from __future__ import annotations
 
 import torch
 
-from modeling_omni_emotion import OmniEmotionConfig
-
-VOCAB_SIZE = 160
-IMAGE_TOKEN_ID, VIDEO_TOKEN_ID, AUDIO_TOKEN_ID = 150, 151, 152
-VI_START, VI_END, AU_START, AU_END = 153, 154, 155, 156
-
-
-def tiny_config(**overrides) -> OmniEmotionConfig:
-    """SigLIP 56 px / patch 14 (4 frame tokens after pooling), 2-layer Qwen2, 1-layer Whisper, 4-stage mini Swin."""
-    fields = {
-        "vision_config": {
-            "model_type": "siglip_vision_model",
-            "hidden_size": 16,
-            "intermediate_size": 32,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 56,
-            "patch_size": 14,
-            "vision_use_head": False,
-        },
-        "text_config": {
-            "model_type": "qwen2",
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "vocab_size": VOCAB_SIZE,
-            "max_position_embeddings": 4096,
-            "tie_word_embeddings": False,
-        },
-        "audio_config": {
-            "model_type": "whisper",
-            "num_mel_bins": 128,
-            "d_model": 16,
-            "encoder_layers": 1,
-            "encoder_attention_heads": 2,
-            "encoder_ffn_dim": 32,
-            "decoder_layers": 1,
-            "decoder_attention_heads": 2,
-            "decoder_ffn_dim": 32,
-            "max_source_positions": 1500,
-        },
-        "face_config": {"embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 2, 2], "hidden_size": 16},
-        "image_token_index": IMAGE_TOKEN_ID,
-        "video_token_index": VIDEO_TOKEN_ID,
-        "audio_token_id": AUDIO_TOKEN_ID,
-        "vi_start_token_id": VI_START,
-        "vi_end_token_id": VI_END,
-        "au_start_token_id": AU_START,
-        "au_end_token_id": AU_END,
-        "num_frames": 4,
-        "face_pool_size": 2,
-        "fusion_num_heads": 2,
-    }
-    fields.update(overrides)
-    return OmniEmotionConfig(**fields)
+from omni_emotion.synthetic.tiny import AU_END, AU_START, AUDIO_TOKEN_ID, VI_END, VI_START, VIDEO_TOKEN_ID
 
 
 def clip_inputs(
@@ -103,24 +47,3 @@ def clip_inputs(
     inputs["input_ids"] = torch.tensor([[0] * (length - len(row)) + row for row in rows])
     inputs["attention_mask"] = torch.tensor([[0] * (length - len(row)) + [1] * len(row) for row in rows])
     return inputs
-
-
-def tiny_processor(tokenizer, config: OmniEmotionConfig):
-    """An OmniEmotionProcessor whose frame size, frame count, pooling and fusion mirror `config`."""
-    from transformers import LlavaOnevisionVideoProcessor
-
-    from processing import OmniEmotionProcessor
-
-    size = config.vision_config.image_size
-    return OmniEmotionProcessor(
-        tokenizer=tokenizer,
-        video_processor=LlavaOnevisionVideoProcessor(size={"height": size, "width": size}),
-        fusion=config.fusion,
-        num_frames=config.num_frames,
-        face_pool_size=config.face_pool_size,
-        max_audio_seconds=config.max_audio_seconds,
-        face_image_size=config.face_config.image_size,
-        patch_size=config.vision_config.patch_size,
-        use_audio_tower=config.use_audio_tower,
-        use_face_tower=config.use_face_tower,
-    )

@@ -6,38 +6,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import media_factory
-import torch
-from conftest import build_tiny_tokenizer
-from tiny_models import tiny_config, tiny_processor
-
 from dataset_scripts import export_to_hub_layout, records_to_dataset_dict, validate_records
-from modeling_omni_emotion import OmniEmotionForConditionalGeneration
-from omni_emotion.assembly import config_token_ids
+from omni_emotion.synthetic import media as media_factory
 
 RECIPES = Path(__file__).parents[1] / "recipes"
 DFEW_TRAIN = {1: 1, 2: 4, 3: 2, 4: 1, 5: 3, 6: 4}  # clip number -> DFEW label id (1-7)
 DFEW_TEST = {7: 7, 8: 1}
 MAFW_TRAIN = {1: "anger", 2: "helplessness", 3: "happiness", 4: "neutral"}
 MAFW_TEST = {5: "sadness"}
-
-
-def write_checkpoint(folder: Path, **config_overrides) -> Path:
-    """A tiny random model and the processor that mirrors it, saved as `omni-emotion assemble` saves them."""
-    tokenizer = build_tiny_tokenizer()
-    config = tiny_config(**config_overrides)
-    processor = tiny_processor(tokenizer, config)
-    text_config = config.text_config.to_dict() | {"vocab_size": len(processor.tokenizer)}
-    config = tiny_config(
-        text_config=text_config,
-        image_token_index=processor.tokenizer.convert_tokens_to_ids("<image>"),
-        **config_token_ids(processor),
-        **config_overrides,
-    )
-    torch.manual_seed(0)
-    OmniEmotionForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
 
 
 def _write(path: Path, content: str | bytes) -> None:
