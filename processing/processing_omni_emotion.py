@@ -481,14 +481,38 @@ class OmniEmotionProcessor(ProcessorMixin):
         bins = self.feature_extractor.feature_size
         features = torch.zeros(len(clips), max(max(counts), 1), bins, WINDOW_MEL_FRAMES)
         if windows:
-            mel = self.feature_extractor(windows, sampling_rate=SAMPLING_RATE, return_tensors="pt")[
-                "input_features"
-            ]
-            mel_rows = iter(mel)
+            mel_rows = iter(self._window_log_mel(windows))
             for row, count in enumerate(counts):
                 for column in range(count):
                     features[row, column] = next(mel_rows)
         return {"input_features": features, "audio_feature_lengths": torch.tensor(lengths, dtype=torch.long)}
+
+    def _window_log_mel(self, windows: list[np.ndarray]) -> torch.Tensor:
+        """Whisper's log-mel of each window as if zero-padded to 30 s, computed on the sound only.
+
+        The extractor pads every window to 30 s and computes all 3,000 frames, though most clips last a few
+        seconds. Frames whose STFT window holds only padding have zero power, which Whisper's normalisation clamps
+        to the row's maximum minus 8 (in log10 units, i.e. `max - 2` after its `(x + 4) / 4`), never below
+        log10(1e-10). So the extractor runs on the windows padded only to the longest sound plus one STFT window
+        of zeros (which keeps every computed frame identical, and the row's maximum too), and the remaining frames
+        are filled with that clamped value.
+        """
+        extractor = self.feature_extractor
+        window_samples = WINDOW_SECONDS * SAMPLING_RATE
+        longest = max(piece.size for piece in windows)
+        samples = min(
+            window_samples, -(-(longest + extractor.n_fft) // extractor.hop_length) * extractor.hop_length
+        )
+        mel = extractor(
+            windows, sampling_rate=SAMPLING_RATE, max_length=samples, truncation=True, return_tensors="pt"
+        )["input_features"]
+        if samples == window_samples:
+            return mel
+        silent = (math.log10(1e-10) + 4.0) / 4.0
+        fill = torch.clamp(mel.amax(dim=(1, 2)) - 2.0, min=silent)
+        padded = fill[:, None, None].expand(-1, mel.shape[1], WINDOW_MEL_FRAMES).clone()
+        padded[:, :, : mel.shape[2]] = mel
+        return padded
 
     # -- chat ------------------------------------------------------------------------------------------------
 

@@ -301,3 +301,27 @@ def test_placeholder_counts_equal_what_a_tiny_model_consumes(tiny_tokenizer, med
     assert count(out["input_ids"], processor.video_token_id) == [video.shape[1]] * len(clips)
     assert sum(count(out["input_ids"], processor.audio_token_id)) == audio.shape[0]
     assert count(out["input_ids"], processor.audio_token_id)[2:] == [17, 50, 167, 750]
+
+
+def test_log_mel_of_the_sound_only_equals_whisper_on_the_padded_window(tiny_tokenizer):
+    """The short-cut of `_window_log_mel` (compute the sound, fill the padding's clamped value) is Whisper's own
+    30 s log-mel: short, silent, near-silent, exactly-30 s, just-under-30 s and mixed-length batches."""
+    processor = OmniEmotionProcessor(tokenizer=tiny_tokenizer)
+    rng = np.random.default_rng(0)
+
+    def noise(samples: int, scale: float = 0.1) -> np.ndarray:
+        return (scale * rng.standard_normal(samples)).astype(np.float32)
+
+    batches = [
+        [noise(16_000)],
+        [np.zeros(8_000, np.float32)],
+        [(1e-6 * np.sin(np.arange(24_000) / 10)).astype(np.float32)],
+        [noise(480_000)],
+        [noise(479_800)],
+        [noise(300), noise(16_000), noise(40_000, 0.5)],
+    ]
+    for windows in batches:
+        expected = processor.feature_extractor(windows, sampling_rate=16_000, return_tensors="pt")
+        torch.testing.assert_close(
+            processor._window_log_mel(windows), expected["input_features"], rtol=0, atol=1e-6
+        )
