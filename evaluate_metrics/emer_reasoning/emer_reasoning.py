@@ -140,8 +140,24 @@ def _check_template(template: str, fields: set[str], name: str) -> None:
         )
 
 
-def _endpoint_judge(base_url: str, model: str, api_key: str | None, timeout: float, max_tokens: int):
-    """POST one user message to an OpenAI-compatible chat-completions API, temperature 0."""
+def is_endpoint_url(judge: object) -> bool:
+    """Whether `judge` names an OpenAI-compatible API (an HTTP(S) URL) rather than a local model."""
+    return isinstance(judge, str) and re.match(r"https?://", judge) is not None
+
+
+def endpoint_judge(
+    base_url: str,
+    model: str,
+    api_key: str | None = None,
+    timeout: float = 120.0,
+    max_tokens: int = 256,
+    on_usage: Callable[[dict | None], None] | None = None,
+) -> Callable[[str], str]:
+    """A judge that POSTs one user message to an OpenAI-compatible chat-completions API, temperature 0.
+
+    `on_usage`, if given, is called after each reply with the reply's `usage` object (`prompt_tokens`,
+    `completion_tokens`, ...), or None when the server does not report it, so that a caller can count the cost.
+    """
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Content-Type": "application/json"}
     if api_key:
@@ -165,17 +181,22 @@ def _endpoint_judge(base_url: str, model: str, api_key: str | None, timeout: flo
                 f"Could not get a reply from the judge at {url} within {timeout} s: {err}"
             ) from err
         try:
-            return payload["choices"][0]["message"]["content"]
+            reply = payload["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as err:
             raise RuntimeError(
                 f"The judge at {url} did not answer a chat completion: {str(payload)[:300]}"
             ) from err
+        if on_usage is not None:
+            usage = payload.get("usage")
+            on_usage(usage if isinstance(usage, dict) else None)
+        return reply
 
     return ask
 
 
-def _pipeline_judge(pipeline, max_new_tokens: int):
-    """Greedy decoding with a transformers text-generation pipeline, through its chat template if it has one."""
+def pipeline_judge(pipeline, max_new_tokens: int = 256) -> Callable[[str], str]:
+    """A judge that decodes greedily with a transformers text-generation pipeline, through its chat template if it
+    has one."""
 
     def ask(prompt: str) -> str:
         chat = getattr(pipeline.tokenizer, "chat_template", None)
@@ -190,6 +211,38 @@ def _is_pipeline(judge: object) -> bool:
     # A pipeline exists only if transformers was imported, so the metric itself never needs transformers.
     transformers = sys.modules.get("transformers")
     return transformers is not None and isinstance(judge, transformers.Pipeline)
+
+
+def build_judge(
+    judge: Callable[[str], str] | str | None,
+    model: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 120.0,
+    max_new_tokens: int = 256,
+    on_usage: Callable[[dict | None], None] | None = None,
+) -> Callable[[str], str]:
+    """One calling convention, prompt in and reply out, for every kind of judge that `compute` accepts.
+
+    Public so that other code (a benchmark runner that caches the judge's replies, say) calls a judge exactly as
+    this metric does. `on_usage` applies to an API only (see `endpoint_judge`); a local model loads here, in the
+    calling process.
+    """
+    if is_endpoint_url(judge):
+        if not model:
+            raise ValueError(f"judge={judge!r} is an API URL: name the model to call with judge_model=.")
+        return endpoint_judge(judge, model, api_key, timeout, max_new_tokens, on_usage)
+    if isinstance(judge, str):
+        from transformers import pipeline
+
+        return pipeline_judge(pipeline("text-generation", model=judge), max_new_tokens)
+    if _is_pipeline(judge):
+        return pipeline_judge(judge, max_new_tokens)
+    if callable(judge):
+        return judge
+    raise ValueError(
+        f"judge={judge!r}: pass a callable (prompt -> reply), a transformers text-generation pipeline, "
+        "a local model path or Hub id, or the base URL of an OpenAI-compatible API with judge_model=."
+    )
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -227,7 +280,7 @@ class EmerReasoning(evaluate.Metric):
         for index, reference in enumerate(references):
             if not reference.strip():
                 raise ValueError(f"references[{index}] is empty: there is no explanation to compare with.")
-        ask = self._judge(judge, judge_model, judge_api_key, judge_timeout, judge_max_new_tokens)
+        ask = build_judge(judge, judge_model, judge_api_key, judge_timeout, judge_max_new_tokens)
 
         clue_scores, label_scores, reference_emotions, prediction_emotions, unreadable = [], [], [], [], []
         for index, (prediction, reference) in enumerate(zip(predictions, references, strict=True)):
@@ -262,29 +315,3 @@ class EmerReasoning(evaluate.Metric):
             "prediction_emotions": prediction_emotions,
             "unreadable": unreadable,
         }
-
-    @staticmethod
-    def _judge(
-        judge: Callable[[str], str] | str | None,
-        model: str | None,
-        api_key: str | None,
-        timeout: float,
-        max_new_tokens: int,
-    ) -> Callable[[str], str]:
-        """One calling convention, prompt in and reply out, for every kind of judge."""
-        if isinstance(judge, str) and re.match(r"https?://", judge):
-            if not model:
-                raise ValueError(f"judge={judge!r} is an API URL: name the model to call with judge_model=.")
-            return _endpoint_judge(judge, model, api_key, timeout, max_new_tokens)
-        if isinstance(judge, str):
-            from transformers import pipeline
-
-            return _pipeline_judge(pipeline("text-generation", model=judge), max_new_tokens)
-        if _is_pipeline(judge):
-            return _pipeline_judge(judge, max_new_tokens)
-        if callable(judge):
-            return judge
-        raise ValueError(
-            f"judge={judge!r}: pass a callable (prompt -> reply), a transformers text-generation pipeline, "
-            "a local model path or Hub id, or the base URL of an OpenAI-compatible API with judge_model=."
-        )
