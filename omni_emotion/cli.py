@@ -214,6 +214,10 @@ def _train(args: argparse.Namespace) -> None:
 
 
 COMMANDS: dict[str, Command] = {
+    "demo": Command.from_module(
+        "the whole job on generated clips with a tiny model trained on the spot (no download, about 2 min on CPU)",
+        "omni_emotion.demo",
+    ),
     "smoke": Command("run a small random model end to end (no downloads)", _add_smoke_arguments, _smoke),
     "assemble": Command(
         "build a model + processor from LLaVA-OneVision, Whisper and FaceXFormer checkpoints",
@@ -232,7 +236,7 @@ COMMANDS: dict[str, Command] = {
         "omni_emotion.analyze",
     ),
     "evaluate": Command.from_module(
-        "the paper's benchmarks: omni-emotion evaluate --benchmark dfew|mafw|emer-ov --data ROOT --model ID|DIR",
+        "the paper's benchmarks: omni-emotion evaluate --benchmark dfew|mafw|emer-ov|emer --data ROOT --model ID|DIR",
         "omni_emotion.evaluate",
     ),
 }
