@@ -154,8 +154,8 @@ def write_emotion_clip(path: Path, emotion: DemoEmotion, rng: random.Random) -> 
         path,
         seconds=seconds,
         fps=12,
-        width=160,
-        height=120,
+        width=320,
+        height=240,
         frame_fn=partial(moving_face_frame, background=background),
         sound=voice,
         audio_rate=16_000,
@@ -550,8 +550,10 @@ def _analyze(model: Path, data: DemoData, work: Path) -> tuple[str, dict[str, An
         (result,) = list(analyze([str(data.clip)], loaded_model, processor, max_new_tokens=64))
     if not result.ok:
         raise RuntimeError(f"The demo could not analyze {data.clip}: {result.error}")
+    frames = loaded_model.config.num_frames
     summary = (
-        f"{data.clip.name} (made {data.clip_emotion}): labels {', '.join(result.labels) or '(none)'}\n"
+        f"{data.clip.name} (made {data.clip_emotion}; {', '.join(result.modalities)}, a face in {result.face_frames} "
+        f"of {frames} frames): labels {', '.join(result.labels) or '(none)'}\n"
         f"{'':35}reasoning: {result.reasoning or '(none)'}"
     )
     details = {"clip": str(data.clip), "made_as": data.clip_emotion}
