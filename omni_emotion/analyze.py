@@ -3,6 +3,8 @@
 ```bash
 omni-emotion analyze clips/ more/*.mp4 list.txt --model omni-emotion-7b --out results.jsonl
 omni-emotion analyze clips/ --model omni-emotion-7b --modalities frames,audio --out v+a.jsonl  # the paper's v+a
+accelerate launch -m omni_emotion.analyze clips/ --model omni-emotion-7b --out results.jsonl  # a process per GPU
+torchrun --nproc_per_node 8 -m omni_emotion.analyze clips/ --model omni-emotion-7b --out results.jsonl
 ```
 
 The model is loaded once; clips are decoded (frames, tracked face, sound) by a background thread while the model
@@ -10,29 +12,42 @@ generates for the previous batch; batches are left-padded and decoded greedily. 
 generate is written with its `error` and the run goes on. Each line is flushed as it is written, and a rerun skips
 the clips already in the output, so a killed run resumes where it stopped.
 
+Launched as several processes (`accelerate launch`, `torchrun`; across nodes, `--out` must be on a file system
+they all share), the clips left to do are split between the processes, each on its own device: with `--device
+auto` or `cuda`, the process's local GPU; with `--device cpu`, or where there is no GPU, the CPU (start CPU
+processes with `torchrun --nproc_per_node N`: without MPI, `accelerate launch --cpu` starts only one). Each process
+appends its lines to its own shard beside the output (`results.jsonl.shard-00001`, flushed line by line); when all
+are done, the main process merges the shards into the output, rewritten in input order (a new file renamed over
+it), and removes them. A killed run leaves its shards: the next run, with any number of processes, merges them
+first and skips what they hold. A single process writes to the output directly, as above.
+
 Heavy imports (torch, transformers, the model) happen inside the functions, so that `--help` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import glob
 import itertools
 import json
 import os
 import queue
+import re
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
+    from accelerate import PartialState
 
     from modeling_omni_emotion import OmniEmotionForConditionalGeneration
     from processing import OmniEmotionProcessor
@@ -475,7 +490,7 @@ def load_for_inference(
     return model, processor
 
 
-# -- the resumable runner ------------------------------------------------------------------------------------------
+# -- the output and its summary ------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -520,7 +535,28 @@ class AnalyzeSummary:
 
 
 class ResultsFileError(ValueError):
-    """The output file holds a line that `omni-emotion analyze` did not write, so it cannot be resumed."""
+    """The output file (or a shard) holds a line that `omni-emotion analyze` did not write, so it cannot be resumed."""
+
+
+def _parse_results(text: str, path: Path) -> list[tuple[ClipResult, str]]:
+    """Each result line of `text` (read from `path`) with what it says."""
+    results = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            results.append((ClipResult.from_json(line), line))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ResultsFileError(
+                f"{path}:{number} is not a result line of `omni-emotion analyze` ({error}); write to another "
+                "--out, or remove that line."
+            ) from error
+    return results
+
+
+def _complete_part(data: bytes) -> bytes:
+    """`data` up to its last newline: what is left of a results file once a partial last line is cut."""
+    return data[: data.rfind(b"\n") + 1]
 
 
 def read_results(out_path: str | os.PathLike) -> dict[str, ClipResult]:
@@ -530,23 +566,111 @@ def read_results(out_path: str | os.PathLike) -> dict[str, ClipResult]:
     if not path.exists():
         return {}
     data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
+    complete = _complete_part(data)
     if len(complete) != len(data):
         with open(path, "r+b") as file:
             file.truncate(len(complete))
-    results = {}
-    for number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            result = ClipResult.from_json(line)
-        except (json.JSONDecodeError, TypeError) as error:
-            raise ResultsFileError(
-                f"{out_path}:{number} is not a result line of `omni-emotion analyze` ({error}); write to another "
-                "--out, or remove that line."
-            ) from error
-        results[result.path] = result
-    return results
+    return {result.path: result for result, _ in _parse_results(complete.decode("utf-8"), path)}
+
+
+# -- several processes ---------------------------------------------------------------------------------------------
+
+SHARD_SUFFIX = ".shard-"
+PROCESS_GROUP_TIMEOUT = timedelta(hours=24)
+"""How long a process waits for the others at the end of a run with several processes: a process that finishes
+its share early waits for the slowest, which torch.distributed's default (10 or 30 minutes) would cut short."""
+_WORLD_SIZE_VARIABLES = ["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"]
+_RANK_VARIABLES = ["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"]
+
+
+def shard_path(out_path: str | os.PathLike, process_index: int) -> Path:
+    """The file that process `process_index` of a run with several processes appends its results to, beside
+    `out_path` (`results.jsonl.shard-00001`) so that every process, on any node, writes where the merge reads."""
+    out = Path(out_path)
+    return out.with_name(f"{out.name}{SHARD_SUFFIX}{process_index:05d}")
+
+
+def _shards(out_path: str | os.PathLike) -> list[Path]:
+    out = Path(out_path)
+    pattern = re.compile(re.escape(out.name + SHARD_SUFFIX) + r"\d+")
+    candidates = out.parent.glob(glob.escape(out.name + SHARD_SUFFIX) + "*")
+    return sorted(path for path in candidates if pattern.fullmatch(path.name))
+
+
+def merge_shards(out_path: str | os.PathLike, order: Sequence[str] = ()) -> bool:
+    """Merges the shards beside `out_path` (see `shard_path`) into it and removes them; False when there are none.
+
+    `out_path` is rewritten whole, to a temporary file renamed over it, so that a kill leaves either the old file
+    and the shards or the merged file (and perhaps some shards, merged again next time). It then holds each clip
+    once (a shard's line wins over the output's, being newer): first the clips not in `order`, in the order found,
+    then those in `order`, in that order. Lines are kept verbatim; a partial last line, left by a killed process, is
+    dropped (that clip is analyzed again).
+    """
+    shards = _shards(out_path)
+    if not shards:
+        return False
+    out = Path(out_path)
+    lines: dict[str, str] = {}
+    for path in ([out] if out.exists() else []) + shards:
+        for result, line in _parse_results(_complete_part(path.read_bytes()).decode("utf-8"), path):
+            lines[result.path] = line
+    position = {path: index for index, path in enumerate(order)}
+    merged = sorted(lines, key=lambda path: position.get(path, -1))  # stable: the others first, as found
+    temporary = out.with_name(out.name + ".merging")
+    with open(temporary, "w", encoding="utf-8") as file:
+        file.writelines(lines[path] + "\n" for path in merged)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, out)
+    for shard in shards:
+        shard.unlink()
+    return True
+
+
+def _launched_processes(device: str) -> PartialState | None:
+    """accelerate's state of the processes that `accelerate launch` or `torchrun` started, or None when this
+    process runs alone. They synchronise through NCCL when they run on CUDA, through gloo otherwise (`--device
+    cpu`, `accelerate launch --cpu`, or no GPU)."""
+    from accelerate.utils import get_int_from_env, parse_flag_from_env
+
+    world_size = get_int_from_env(_WORLD_SIZE_VARIABLES, 1)
+    if world_size == 1:
+        return None
+    if device.startswith("cuda:"):
+        raise ValueError(
+            f"--device {device} with {world_size} processes would put them all on one GPU: use --device auto or "
+            "cuda, and each process takes its local GPU."
+        )
+    import torch
+    from accelerate import PartialState
+
+    cpu = (
+        device in ("cpu", "mps") or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+    )
+    state = PartialState(cpu=cpu, timeout=PROCESS_GROUP_TIMEOUT)
+    if state.num_processes != world_size:
+        raise RuntimeError(
+            f"{world_size} processes were launched, but accelerate found {state.num_processes}: each would analyze "
+            "every clip into the same output. Start them with `accelerate launch` or `torchrun`."
+        )
+    return state
+
+
+def _process_device(device: str, state: PartialState) -> str:
+    """`auto` (and `cuda` on CUDA): the device accelerate gave this process, its local GPU or the CPU."""
+    if device == "auto" or (device == "cuda" and state.device.type == "cuda"):
+        return str(state.device)
+    return device
+
+
+def _is_main_process() -> bool:
+    """Whether this is the only process, or the first of those a launcher started (before any process group)."""
+    from accelerate.utils import get_int_from_env
+
+    return get_int_from_env(_RANK_VARIABLES, 0) == 0
+
+
+# -- the resumable runner ------------------------------------------------------------------------------------------
 
 
 def run_analyze(
@@ -569,6 +693,10 @@ def run_analyze(
     Lines are appended and flushed one by one; clips already in `out_path` are skipped, so rerunning a killed run
     resumes it. `model` is a Hub id or folder (loaded once with `load_for_inference` on `device` in `dtype`, and only
     if there is something left to do) or a loaded model, given with its `processor`.
+
+    Under a launcher with several processes (see the module's documentation), each process analyzes its share of
+    the clips left into its shard, the main process merges the shards (`merge_shards`), and every process returns
+    the summary of the whole run. Shards that a killed run left are merged first, in a single process too.
     """
     from tqdm.auto import tqdm
 
@@ -577,18 +705,28 @@ def run_analyze(
     start = time.perf_counter()
     keep = check_modalities(modalities)
     inputs = collect_inputs(paths)
-    done = read_results(out_path)
+    state = _launched_processes(device)
+    main = state is None or state.is_main_process
+    with state.main_process_first() if state is not None else contextlib.nullcontext():
+        if main:
+            merge_shards(out_path, inputs)
+        done = read_results(out_path)  # the main process cut a partial last line before the others read
     todo = [path for path in inputs if path not in done]
-    analyzed_seconds = 0.0
-    if todo:
+    mine = todo
+    if state is not None:
+        with state.split_between_processes(todo) as share:  # consecutive runs of clips, as even as can be
+            mine = share
+    loop_start = time.perf_counter()
+    if mine:
         if isinstance(model, (str, os.PathLike)):
-            model, processor = load_for_inference(model, device, dtype)
+            target = device if state is None else _process_device(device, state)
+            model, processor = load_for_inference(model, target, dtype)
         elif processor is None:
             raise ValueError("Pass the processor with a loaded model (or pass the model's id or folder).")
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         loop_start = time.perf_counter()
         results = analyze(
-            todo,
+            mine,
             model,
             processor,
             batch_size=batch_size,
@@ -597,17 +735,30 @@ def run_analyze(
             modalities=keep,
             prefetch=prefetch,
         )
+        written = out_path if state is None else shard_path(out_path, state.process_index)
+        description = "analyze" if state is None else f"analyze (process 1 of {state.num_processes})"
         with (
-            open(out_path, "a", encoding="utf-8") as out,
+            open(written, "a", encoding="utf-8") as out,
             tqdm(
-                results, total=len(todo), unit="clip", desc="analyze", disable=not progress, file=sys.stderr
+                results,
+                total=len(mine),
+                unit="clip",
+                desc=description,
+                disable=not progress or not main,
+                file=sys.stderr,
             ) as bar,
         ):
             for result in bar:
                 out.write(result.to_json() + "\n")
                 out.flush()
                 done[result.path] = result
-        analyzed_seconds = time.perf_counter() - loop_start
+    if state is not None:  # every share is in its shard: merge them, then all read the merged output
+        state.wait_for_everyone()
+        if main:
+            merge_shards(out_path, inputs)
+        state.wait_for_everyone()
+        done = read_results(out_path)
+    analyzed_seconds = time.perf_counter() - loop_start if todo else 0.0
     return _summarize(
         inputs, done, out_path, resumed=len(inputs) - len(todo), start=start, analyzed=analyzed_seconds
     )
@@ -699,7 +850,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         default="results.jsonl",
-        help="the JSON-lines file to append to; clips already in it are skipped (default: %(default)s)",
+        help="the JSON-lines file to append to; clips already in it are skipped. Under a launcher with several "
+        "processes, each appends to a shard beside it, merged into it in input order at the end "
+        "(default: %(default)s)",
     )
     add_runtime_arguments(parser)
     parser.add_argument(
@@ -730,7 +883,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main_from_args(args: argparse.Namespace) -> int:
     """Runs `omni-emotion analyze` and prints the summary; 0 when every clip succeeded, 1 when some failed, 2 when
-    an input cannot be found or the output cannot be resumed."""
+    an input cannot be found or the output cannot be resumed.
+
+    Under a launcher, the main process prints and returns the status of the whole run, and the others return 0: a
+    process that exits with an error makes the launcher stop the others, the main one perhaps before it printed.
+    """
+    main = _is_main_process()
     try:
         summary = run_analyze(
             args.paths,
@@ -746,10 +904,36 @@ def main_from_args(args: argparse.Namespace) -> int:
             progress=args.progress,
         )
     except (InputsNotFoundError, ResultsFileError) as error:
+        if not main:
+            return 0
         print(f"omni-emotion analyze: error: {error}", file=sys.stderr)
         return 2
+    finally:
+        _destroy_process_group()
+    if not main:
+        return 0
     print(summary.table())
     return 1 if summary.failed else 0
+
+
+def _destroy_process_group() -> None:
+    """Ends the process group of a launched run, as a script should before it exits (torch warns otherwise)."""
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m omni_emotion.analyze`, the entry that `accelerate launch -m` and `torchrun -m` start: the same
+    arguments as `omni-emotion analyze`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m omni_emotion.analyze",
+        description="Emotion words and reasoning for many clips, one JSON line each (as omni-emotion analyze); "
+        "under accelerate launch or torchrun, the clips are split between the processes.",
+    )
+    add_arguments(parser)
+    return main_from_args(parser.parse_args(argv))
 
 
 __all__ = [
@@ -762,10 +946,16 @@ __all__ = [
     "analyze",
     "collect_inputs",
     "load_for_inference",
+    "main",
     "main_from_args",
     "media_suffixes",
+    "merge_shards",
     "read_results",
     "resolve_device",
     "resolve_dtype",
     "run_analyze",
+    "shard_path",
 ]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -189,12 +189,19 @@ def _assemble(args: argparse.Namespace) -> None:
         )
     except CheckpointUnavailableError as error:
         raise SystemExit(f"omni-emotion assemble: error: {error}") from None
+    from omni_emotion.pipeline import save_pipeline_code
+
+    save_pipeline_code(args.output, model.config)  # before the model, whose config then names the pipeline
     model.save_pretrained(args.output)
     processor.save_pretrained(args.output)
-    print(f"Saved the model and processor to {args.output}")
+    print(f"Saved the model, the processor and the video-emotion-analysis pipeline to {args.output}")
     if args.push_to_hub:
-        model.push_to_hub(args.push_to_hub, private=args.private)
-        processor.push_to_hub(args.push_to_hub, private=args.private)
+        from huggingface_hub import HfApi
+
+        # The whole folder, so that the pipeline's code travels with the model and the processor.
+        api = HfApi()
+        api.create_repo(args.push_to_hub, private=args.private, exist_ok=True)
+        api.upload_folder(repo_id=args.push_to_hub, folder_path=args.output)
         print(f"Pushed to {args.push_to_hub}")
 
 

@@ -7,13 +7,13 @@ analyzer = pipeline("video-emotion-analysis", model="omni-emotion-7b", trust_rem
 analyzer("clip.mp4")  # {"labels": [...], "reasoning": "...", "raw_text": "...", "modalities": [...], ...}
 ```
 
-`VideoEmotionAnalysisPipeline.save_pretrained` writes this file into the checkpoint beside the model's and the
-processor's code, with `custom_pipelines` in its config, so the line above works for someone who never installed
-this package. That is why this module imports only the standard library, torch and transformers, plus the answer
-format (`parse_emotion_answer` and the default question): in a checkpoint from `emotion_answer.py` beside it, a
-copy of the package's standard-library-only `dataset_scripts/emotion_answer.py`; in the package from that module
-itself. The helpers below (modality removal, the
-chat of one clip, splitting an answer) are shared with `omni_emotion.analyze`, the batched runner.
+`save_pipeline_code` writes this file into a checkpoint beside the model's and the processor's code, with
+`custom_pipelines` in its config (`VideoEmotionAnalysisPipeline.save_pretrained` and `omni-emotion train` call it),
+so the line above works for someone who never installed this package. That is why this module imports only the
+standard library, torch and transformers, plus the answer format (`parse_emotion_answer` and the default question):
+in a checkpoint from `emotion_answer.py` beside it, a copy of the package's standard-library-only
+`dataset_scripts/emotion_answer.py`; in the package from that module itself. The helpers below (modality removal,
+the chat of one clip, splitting an answer) are shared with `omni_emotion.analyze`, the batched runner.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoModelForImageTextToText, GenerationConfig
+from transformers import AutoModelForImageTextToText, GenerationConfig, PreTrainedConfig
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import Pipeline
 
@@ -222,27 +222,38 @@ class VideoEmotionAnalysisPipeline(Pipeline):
         return {"labels": labels, "reasoning": reasoning, "raw_text": text, **model_outputs["clip"]}
 
     def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> None:
-        """The model, the processor, this module and the answer format, with `custom_pipelines` in the config, so
-        that `pipeline(TASK, model=save_directory, trust_remote_code=True)` rebuilds this pipeline from the folder.
+        """The model, the processor and the pipeline's code (`save_pipeline_code`), so that
+        `pipeline(TASK, model=save_directory, trust_remote_code=True)` rebuilds this pipeline from the folder.
 
         (transformers' own `Pipeline.save_pretrained` saves neither a processor nor a module's companion file.)
         """
-        folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        module_file = Path(inspect.getfile(type(self)))
-        self.model.config.custom_pipelines = {
-            TASK: {
-                "impl": f"{module_file.stem}.{type(self).__name__}",
-                "pt": ["AutoModelForImageTextToText"],
-                "type": "multimodal",
-            }
+        save_pipeline_code(save_directory, self.model.config)
+        self.model.save_pretrained(save_directory, **kwargs)
+        self.processor.save_pretrained(save_directory, **kwargs)
+
+
+def save_pipeline_code(save_directory: str | Path, config: PreTrainedConfig) -> None:
+    """Copies this module and the answer format into `save_directory` and names the pipeline in
+    `config.custom_pipelines`; the model then saved there with this config is one that
+    `pipeline(TASK, model=save_directory, trust_remote_code=True)` runs, without this package.
+
+    Every writer of a checkpoint calls it before saving the model: `VideoEmotionAnalysisPipeline.save_pretrained`,
+    `omni-emotion assemble`, the end of `omni-emotion train` and the tiny checkpoints of `omni_emotion.synthetic`.
+    """
+    folder = Path(save_directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    module_file = Path(__file__)  # the package's module, or a checkpoint's copy of it
+    config.custom_pipelines = {
+        TASK: {
+            "impl": f"{module_file.stem}.{VideoEmotionAnalysisPipeline.__name__}",
+            "pt": ["AutoModelForImageTextToText"],
+            "type": "multimodal",
         }
-        shutil.copyfile(module_file, folder / module_file.name)
-        # The answer format is a standard-library-only module of the package: copied as it is.
-        answer_module = sys.modules[parse_emotion_answer.__module__]  # the package's, or a checkpoint's copy
-        shutil.copyfile(inspect.getfile(answer_module), folder / "emotion_answer.py")
-        self.model.save_pretrained(folder, **kwargs)
-        self.processor.save_pretrained(folder, **kwargs)
+    }
+    shutil.copyfile(module_file, folder / module_file.name)
+    # The answer format is a standard-library-only module of the package: copied as it is.
+    answer_module = sys.modules[parse_emotion_answer.__module__]  # the package's, or a checkpoint's copy
+    shutil.copyfile(inspect.getfile(answer_module), folder / "emotion_answer.py")
 
 
 PIPELINE_REGISTRY.register_pipeline(
@@ -260,5 +271,6 @@ __all__ = [
     "generation_defaults",
     "given_modalities",
     "remove_modalities",
+    "save_pipeline_code",
     "split_emotion_answer",
 ]

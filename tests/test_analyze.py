@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ from omni_emotion.analyze import (
     collect_inputs,
     main_from_args,
     run_analyze,
+    shard_path,
 )
 from omni_emotion.pipeline import (
     VideoEmotionAnalysisPipeline,
@@ -115,6 +117,30 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+RESULT_SCHEMA = {
+    "path": str,
+    "labels": list,
+    "reasoning": str,
+    "raw_text": str,
+    "modalities": list,
+    "face_found": bool,
+    "face_frames": int,
+    "decode_seconds": float,
+    "face_seconds": (float, type(None)),
+    "model_seconds": float,
+    "error": (str, type(None)),
+}
+
+
+def _check_schema(record: dict) -> None:
+    """A results line has exactly the documented fields, in order, each of its JSON type."""
+    assert list(record) == list(RESULT_SCHEMA), list(record)
+    for name, kind in RESULT_SCHEMA.items():
+        assert isinstance(record[name], kind), (name, record[name])
+    assert all(isinstance(label, str) for label in record["labels"])
+    assert set(record["modalities"]) <= set(ALL_MODALITIES)
+
+
 def test_each_clip_gets_a_line_and_a_broken_clip_fails_alone(loaded, clips, tmp_path):
     model, processor = loaded
     out = tmp_path / "results.jsonl"
@@ -123,8 +149,9 @@ def test_each_clip_gets_a_line_and_a_broken_clip_fails_alone(loaded, clips, tmp_
     )
     records = {Path(record["path"]).stem: record for record in _lines(out)}
     assert set(records) == {"face", "silent", "no_face", "voice", "broken"}
-    fields = [f.name for f in dataclasses.fields(ClipResult)]
-    assert all(list(record) == fields for record in records.values())
+    assert list(RESULT_SCHEMA) == [f.name for f in dataclasses.fields(ClipResult)]
+    for record in records.values():
+        _check_schema(record)
 
     assert "broken.mp4" in records["broken"]["error"] and records["broken"]["raw_text"] == ""
     assert all(records[name]["error"] is None for name in ("face", "silent", "no_face", "voice"))
@@ -199,6 +226,83 @@ def test_a_killed_run_resumes_without_redoing_finished_clips(loaded, clips, tmp_
     # All done: nothing is analyzed, so the model is not even loaded.
     again = run_analyze(good, out, str(tmp_path / "no-such-model"), progress=False)
     assert (again.resumed, again.ok) == (3, 3) and out.read_text().splitlines() == lines
+
+
+def test_shards_left_by_a_killed_run_are_merged_and_skipped(tmp_path):
+    """Shards that a killed run of several processes left beside the output are merged before anything else, here
+    by a single process with nothing left to do (so no model is loaded): each clip once, its newest complete line,
+    the clips of an earlier run first, then the inputs in their order; no shard is left."""
+    a, b, c = (str(tmp_path / f"{name}.mp4") for name in "abc")
+    for clip in (a, b, c):
+        Path(clip).write_bytes(b"x")
+    out = tmp_path / "results.jsonl"
+
+    def line(path: str, text: str) -> str:
+        return ClipResult(path=path, raw_text=text).to_json() + "\n"
+
+    out.write_text(line("/elsewhere/other.mp4", "an earlier run") + line(b, "old") + line(c, "cut")[:20])
+    shard_path(out, 0).write_text(line(c, "c") + line(a, "killed while writing")[:30])
+    shard_path(out, 3).write_text(line(b, "b") + line(a, "a"))  # from a run with more processes
+
+    summary = run_analyze([a, b, c], out, str(tmp_path / "no-such-model"), progress=False)
+    assert [(record["path"], record["raw_text"]) for record in _lines(out)] == [
+        ("/elsewhere/other.mp4", "an earlier run"),
+        (a, "a"),
+        (b, "b"),
+        (c, "c"),
+    ]
+    assert (summary.resumed, summary.total, summary.analyzed) == (3, 3, 0)
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("results")) == [
+        "results.jsonl"
+    ]
+
+
+def _free_port() -> str:
+    """A free port for torchrun, so that concurrent runs on one machine do not collide."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+def test_two_processes_resume_split_and_merge_one_output_in_input_order(checkpoint, clips, loaded, tmp_path):
+    """`torchrun --nproc_per_node 2 -m omni_emotion.analyze` on the CPU, after a killed run: what that run finished
+    (in the output, and in a shard of a run with three processes) is skipped, a partial line is redone, and the rest
+    is split between the two processes; the output holds every clip once, in input order, with the answers of a
+    single process, and the main process prints the summary of all of them (the broken clip is the second
+    process's)."""
+    model, processor = loaded
+    inputs = [clips[name] for name in ("face", "silent", "no_face", "voice", "broken")]
+    single = analyze(inputs, model, processor, batch_size=1, max_new_tokens=NEW_TOKENS, prefetch=0)
+    reference = {result.path: result for result in single}
+    out = tmp_path / "out" / "results.jsonl"
+    out.parent.mkdir()
+
+    def finished(path: str) -> str:  # marked, to tell a skipped clip from a redone one
+        return dataclasses.replace(reference[path], model_seconds=-1.0).to_json() + "\n"
+
+    out.write_text(ClipResult(path="/elsewhere/other.mp4").to_json() + "\n" + finished(clips["face"]))
+    shard_path(out, 2).write_text(finished(clips["silent"]))
+    shard_path(out, 0).write_text(finished(clips["voice"])[:40])  # killed while writing this line
+
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", _free_port(),
+        "-m", "omni_emotion.analyze", *inputs, "--model", str(checkpoint), "--out", str(out), "--device", "cpu",
+        "--batch-size", "1", "--max-new-tokens", str(NEW_TOKENS), "--no-progress",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1, result.stderr[-4000:]  # the broken clip failed
+
+    records = _lines(out)
+    assert [record["path"] for record in records] == ["/elsewhere/other.mp4", *inputs]
+    for record in records[1:]:
+        _check_schema(record)
+        assert record["raw_text"] == reference[record["path"]].raw_text
+        assert record["error"] == reference[record["path"]].error
+    assert [record["path"] for record in records if record["model_seconds"] == -1.0] == inputs[:2]
+    assert os.listdir(out.parent) == ["results.jsonl"], "the shards are merged and removed"
+    assert result.stdout.count("Analyzed 3 clip(s)") == 1, result.stdout
+    for name, count in (("ok", 4), ("failed", 1), ("resumed", 2), ("total", 5)):
+        assert f"{name:<8} {count:>7}" in result.stdout
 
 
 def test_batched_answers_equal_one_at_a_time_answers(loaded, clips, monkeypatch):

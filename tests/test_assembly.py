@@ -165,6 +165,9 @@ def test_cli_assemble_saves_a_loadable_checkpoint(parts, tmp_path):
     processor = OmniEmotionProcessor.from_pretrained(tmp_path / "out")
     assert model.config.fusion == processor.fusion == "frame_concat"
     assert same_weights(parts["whisper"].model.encoder, model.model.audio_tower)
+    # The checkpoint carries the video-emotion-analysis pipeline too.
+    assert (tmp_path / "out" / "pipeline.py").is_file() and (tmp_path / "out" / "emotion_answer.py").is_file()
+    assert "video-emotion-analysis" in model.config.custom_pipelines
 
 
 def test_a_missing_local_path_is_named_as_a_path(tmp_path):

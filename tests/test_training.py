@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -124,6 +125,37 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "model.safetensors")
 
 
+PIPELINE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from transformers import pipeline
+    analyzer = pipeline("video-emotion-analysis", model=sys.argv[1], trust_remote_code=True, device="cpu")
+    ours = ("omni_emotion", "dataset_scripts", "processing", "modeling_omni_emotion")
+    assert not any(name.split(".")[0] in ours for name in sys.modules), "the package itself was imported"
+    print(json.dumps(analyzer(sys.argv[2], max_new_tokens=4)))
+    """
+)
+
+
+def assert_the_pipeline_runs_from(folder: Path, clip: Path, tmp_path: Path) -> None:
+    """`pipeline("video-emotion-analysis", model=folder, trust_remote_code=True)` in a fresh interpreter, on the
+    checkpoint's own code alone, answers with labels and reasoning."""
+    config = json.loads((folder / "config.json").read_text())
+    assert (
+        config["custom_pipelines"]["video-emotion-analysis"]["impl"]
+        == "pipeline.VideoEmotionAnalysisPipeline"
+    )
+    result = _run(
+        "",
+        tmp_path,
+        command=[sys.executable, "-c", PIPELINE_SCRIPT, str(folder), str(clip)],
+        environment={"HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = json.loads(result.stdout.splitlines()[-1])
+    assert isinstance(output["labels"], list) and isinstance(output["reasoning"], str)
+
+
 @pytest.mark.parametrize(
     "recipe",
     [
@@ -166,6 +198,9 @@ def test_every_recipe_trains_a_few_steps_and_saves_a_loadable_checkpoint(recipe,
         assert any(key.startswith("model.language_model.layers") for key in changed), (
             "merged LoRA changes the LLM"
         )
+    assert (output_dir / "pipeline.py").is_file() and (output_dir / "emotion_answer.py").is_file()
+    if recipe in ("finetune_dfew", "phase3_instruct_lora"):  # a fully trained and a LoRA-merged checkpoint
+        assert_the_pipeline_runs_from(output_dir, data["DFEW"] / "Clip/original/00001.mp4", tmp_path)
 
 
 class LossLog(TrainerCallback):
@@ -229,9 +264,16 @@ def test_the_leakage_guards_stop_training_before_it_starts(data, tmp_path):
         build_phase_dataset(OmniEmotionScriptArguments(phase="face_alignment", sources=mer24))
 
 
-def _run(script: str, cwd: Path, timeout: int = 600, command: list[str] | None = None):
+def _run(
+    script: str,
+    cwd: Path,
+    timeout: int = 600,
+    command: list[str] | None = None,
+    environment: dict[str, str] | None = None,
+):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["PYTHONPATH"] = str(REPOSITORY / "tests")
+    env.update(environment or {})
     return subprocess.run(
         command or [sys.executable, "-c", script],
         cwd=cwd,

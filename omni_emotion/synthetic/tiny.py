@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizerFast
 
 from modeling_omni_emotion import OmniEmotionConfig, OmniEmotionForConditionalGeneration
 from omni_emotion.assembly import config_token_ids
+from omni_emotion.pipeline import save_pipeline_code
 
 if TYPE_CHECKING:
     from processing import OmniEmotionProcessor
@@ -159,6 +160,8 @@ def write_tiny_checkpoint(
         **config_overrides,
     )
     torch.manual_seed(seed)
-    OmniEmotionForConditionalGeneration(config).save_pretrained(folder)
+    model = OmniEmotionForConditionalGeneration(config)
+    save_pipeline_code(folder, model.config)
+    model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return Path(folder)

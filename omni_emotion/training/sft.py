@@ -6,7 +6,8 @@ accelerate launch --config_file recipes/accelerate/multi_gpu.yaml -m omni_emotio
 ```
 
 Each phase starts from the previous phase's output folder (phase 1 from an `omni-emotion assemble`d checkpoint)
-and saves the model, the processor, their code and a model card there, loadable with the Auto classes.
+and saves the model, the processor, their code, the `video-emotion-analysis` pipeline's code and a model card
+there, loadable with the Auto classes and `pipeline(..., trust_remote_code=True)`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from transformers import TrainerCallback
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
 from modeling_omni_emotion import OmniEmotionForConditionalGeneration
+from omni_emotion.pipeline import save_pipeline_code
 from processing import OmniEmotionProcessor
 
 from .arguments import PAPER_GLOBAL_BATCH, OmniEmotionScriptArguments, global_batch_size
@@ -165,8 +167,12 @@ def _save(
     summary: TrainableSummary,
 ) -> Path:
     """Model, processor, code and card in `output_dir` (with LoRA: the adapters in `adapter/`, the merged model
-    beside), loadable with the Auto classes; pushed to `hub_model_id` when `push_to_hub` is set."""
+    beside), loadable with the Auto classes and by `pipeline("video-emotion-analysis", model=output_dir,
+    trust_remote_code=True)`; pushed to `hub_model_id` when `push_to_hub` is set."""
     output_dir = Path(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        # Registers the pipeline in the config before the model saves it (peft's adapters save no config.json).
+        save_pipeline_code(output_dir, trainer.accelerator.unwrap_model(trainer.model).config)
     if model_args.use_peft:
         trainer.save_model(str(output_dir / "adapter"))
         if trainer.accelerator.is_main_process:
