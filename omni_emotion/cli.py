@@ -246,6 +246,14 @@ COMMANDS: dict[str, Command] = {
         "the paper's benchmarks: omni-emotion evaluate --benchmark dfew|mafw|emer-ov|emer --data ROOT --model ID|DIR",
         "omni_emotion.evaluate",
     ),
+    "curate": Command.from_module(
+        "SRE/HRE-style annotations from raw clips: omni-emotion curate CONFIG.yaml --output OUT_DIR",
+        "curation.cli",
+    ),
+    "review": Command.from_module(
+        "the HRE review app: omni-emotion review DATA_DIR (a curate output) [--reviewer NAME]; --export OUT",
+        "curation.review",
+    ),
 }
 """The subcommands, in the order `--help` lists them. One more, whose code lives in its own module:
 `COMMANDS["name"] = Command.from_module("one-line help", "omni_emotion.name")`."""
