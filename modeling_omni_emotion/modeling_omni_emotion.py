@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchvision.models.swin_transformer import ShiftedWindowAttention
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPooling
-from transformers.modeling_utils import slice_logits_to_keep
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, slice_logits_to_keep
 from transformers.models.llava_onevision.modeling_llava_onevision import (
     LlavaOnevisionCausalLMOutputWithPast,
     LlavaOnevisionForConditionalGeneration,
@@ -23,6 +22,8 @@ from transformers.models.llava_onevision.modeling_llava_onevision import (
     LlavaOnevisionPreTrainedModel,
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from transformers.utils import is_torchdynamo_compiling
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 
 from .configuration_omni_emotion import OmniEmotionConfig
@@ -60,19 +61,70 @@ class OmniEmotionProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(features)))
 
 
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(Q K^T * scaling + mask) V in plain matmuls: `(B, heads, L, d)` in, `(B, L, heads, d)` out, the layout of
+    transformers' attention functions."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class OmniEmotionFusionAttention(nn.Module):
+    """Multi-head attention stored as `nn.MultiheadAttention` stores it (`in_proj_weight`, `in_proj_bias`,
+    `out_proj`), so that checkpoints keep their keys, but computed by the attention function that the model's
+    `config._attn_implementation` names (eager, SDPA, flash, flex), like transformers' own layers."""
+
+    def __init__(self, config: OmniEmotionConfig):
+        super().__init__()
+        self.config = config
+        self.hidden_size = config.text_config.hidden_size
+        self.num_heads = config.fusion_num_heads
+        self.head_dim = self.hidden_size // self.num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * self.hidden_size, self.hidden_size))
+        self.in_proj_bias = nn.Parameter(torch.empty(3 * self.hidden_size))
+        self.out_proj = nn.Linear(self.hidden_size, self.hidden_size)
+
+    def forward(self, queries: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """`(N, Lq, D)` queries attend to `(N, Lk, D)` context (keys and values) -> `(N, Lq, D)`."""
+        query_weight, key_value_weight = self.in_proj_weight.split([self.hidden_size, 2 * self.hidden_size])
+        query_bias, key_value_bias = self.in_proj_bias.split([self.hidden_size, 2 * self.hidden_size])
+        query = nn.functional.linear(queries, query_weight, query_bias)
+        query = query.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+        key_value = nn.functional.linear(context, key_value_weight, key_value_bias)
+        key, value = key_value.unflatten(-1, (2, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attended, _ = attention_interface(self, query, key, value, None, scaling=self.scaling, dropout=0.0)
+        return self.out_proj(attended.flatten(2))
+
+
 class OmniEmotionFaceFrameCrossAttention(nn.Module):
     """Face tokens query the tokens of their own frame (the `frame_cross_attention` fusion), with a residual."""
 
-    def __init__(self, hidden_size: int, num_heads: int, eps: float = 1e-6):
+    def __init__(self, config: OmniEmotionConfig, eps: float = 1e-6):
         super().__init__()
+        hidden_size = config.text_config.hidden_size
         self.face_norm = nn.LayerNorm(hidden_size, eps=eps)
         self.frame_norm = nn.LayerNorm(hidden_size, eps=eps)
-        self.attention = nn.MultiheadAttention(hidden_size, num_heads, batch_first=True)
+        self.attention = OmniEmotionFusionAttention(config)
 
     def forward(self, face_tokens: torch.Tensor, frame_tokens: torch.Tensor) -> torch.Tensor:
-        frames = self.frame_norm(frame_tokens)
-        attended, _ = self.attention(self.face_norm(face_tokens), frames, frames, need_weights=False)
-        return face_tokens + attended
+        return face_tokens + self.attention(self.face_norm(face_tokens), self.frame_norm(frame_tokens))
 
 
 class OmniEmotionFrameEmbedding(nn.Embedding):
@@ -80,19 +132,6 @@ class OmniEmotionFrameEmbedding(nn.Embedding):
 
     A module rather than a bare parameter, so that peft can train it fully beside LoRA adapters (`modules_to_save`).
     """
-
-
-def _swin_relative_position_index(window_size: list[int]) -> torch.Tensor:
-    """The constant index torchvision builds in `ShiftedWindowAttention.define_relative_position_index`."""
-    coords = torch.stack(
-        torch.meshgrid(torch.arange(window_size[0]), torch.arange(window_size[1]), indexing="ij")
-    )
-    coords = torch.flatten(coords, 1)
-    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
-    relative[:, :, 0] += window_size[0] - 1
-    relative[:, :, 1] += window_size[1] - 1
-    relative[:, :, 0] *= 2 * window_size[1] - 1
-    return relative.sum(-1).flatten()
 
 
 class OmniEmotionPreTrainedModel(LlavaOnevisionPreTrainedModel):
@@ -114,10 +153,10 @@ class OmniEmotionPreTrainedModel(LlavaOnevisionPreTrainedModel):
         if isinstance(module, OmniEmotionFrameEmbedding):
             # Zero, so that a freshly assembled model's frame tokens equal LLaVA-OneVision's.
             init.zeros_(module.weight)
-        elif isinstance(module, ShiftedWindowAttention):
-            # transformers knows nothing of torchvision's Swin: without this both would stay zero.
-            init.trunc_normal_(module.relative_position_bias_table, std=0.02)
-            init.copy_(module.relative_position_index, _swin_relative_position_index(module.window_size))
+        elif isinstance(module, OmniEmotionFusionAttention):
+            # `nn.MultiheadAttention`'s own initialisation (`out_proj` is a Linear, initialised as every other).
+            init.xavier_uniform_(module.in_proj_weight)
+            init.zeros_(module.in_proj_bias)
 
 
 class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
@@ -134,9 +173,7 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
             self.face_projector = OmniEmotionProjector(config.face_config.hidden_size, hidden_size)
         self.frame_embedding = OmniEmotionFrameEmbedding(config.num_frames, hidden_size)
         if config.use_face_tower and config.fusion == "frame_cross_attention":
-            self.face_frame_attention = OmniEmotionFaceFrameCrossAttention(
-                hidden_size, config.fusion_num_heads
-            )
+            self.face_frame_attention = OmniEmotionFaceFrameCrossAttention(config)
         self.post_init()
 
     # ----------------------------------------------------------------------------------------------- audio
@@ -401,18 +438,20 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
         """A clip whose video or audio is absent keeps its placeholders; they are filled from zero inputs.
 
         Row by row: `forward` encodes video only for the rows holding video placeholders, and a row without audio
-        placeholders (text only, or a clip without an audio block) gets an audio length of 0, hence no tokens.
+        placeholders (text only, or a clip without an audio block) gets an audio length of 0, hence no tokens. The
+        zero video has as many frames as the placeholders stand for (a still image is a one-frame clip).
         Only at prefill: later generation steps hold no placeholders, and this check would cost a sync each step.
         """
         batch_size = input_ids.shape[0]
-        if (
-            not video_is_encoded
-            and pixel_values_videos is None
-            and (input_ids == self.config.video_token_id).any()
-        ):
+        video_tokens = (input_ids == self.config.video_token_id).sum(-1)
+        if not video_is_encoded and pixel_values_videos is None and video_tokens.any():
+            tokens_per_frame = self.config.frame_tokens_per_frame + self.config.face_tokens_per_frame
+            num_frames = min(
+                max((int(video_tokens.max()) - 1) // tokens_per_frame, 1), self.config.num_frames
+            )
             size = self.config.vision_config.image_size
             pixel_values_videos = torch.zeros(
-                batch_size, self.config.num_frames, 3, size, size, device=input_ids.device, dtype=self.dtype
+                batch_size, num_frames, 3, size, size, device=input_ids.device, dtype=self.dtype
             )
         audio_rows = (input_ids == self.config.audio_token_id).any(-1)
         if input_features is None and self.config.use_audio_tower and audio_rows.any():
@@ -424,8 +463,20 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
             audio_feature_lengths = audio_rows.long() * round(self.config.missing_audio_seconds * 100)
         return pixel_values_videos, input_features, audio_feature_lengths
 
+    @staticmethod
+    def _is_prefill(cache: Cache | None) -> bool:
+        """Whether this forward fills an empty cache, the one that may hold placeholders.
+
+        A static cache's length is a tensor: reading it is a device sync, and under `torch.compile` a graph break.
+        A fresh cache answers without it; so do the compiled decoding steps, which never hold placeholders.
+        """
+        if cache is None or not cache.is_initialized:
+            return True
+        return not is_torchdynamo_compiling() and cache.get_seq_length() == 0
+
     @merge_with_config_defaults
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -465,7 +516,7 @@ class OmniEmotionModel(OmniEmotionPreTrainedModel, LlavaOnevisionModel):
             raise ValueError("Give either `pixel_values_videos` or pre-computed video features, not both.")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-        if input_ids is not None and (cache is None or cache.get_seq_length() == 0):
+        if input_ids is not None and self._is_prefill(cache):
             pixel_values_videos, input_features, audio_feature_lengths = self._zero_inputs_for_missing_media(
                 input_ids,
                 pixel_values_videos,
@@ -614,6 +665,7 @@ class OmniEmotionForConditionalGeneration(OmniEmotionPreTrainedModel, LlavaOnevi
 
     @merge_with_config_defaults
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -680,6 +732,28 @@ class OmniEmotionForConditionalGeneration(OmniEmotionPreTrainedModel, LlavaOnevi
             image_outputs=outputs.image_outputs,
             video_outputs=outputs.video_outputs,
             audio_outputs=outputs.audio_outputs,
+        )
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        cache: Cache | None = None,
+        is_first_iteration: bool | None = False,
+        **kwargs,
+    ) -> dict:
+        """transformers' preparation, except for the first forward of an assistant (a draft model).
+
+        transformers runs that forward with `is_first_iteration=False`, which would drop the raw media the draft was
+        given, and hands the draft the main model's pre-encoded `mm_encoder_outputs`, which live in the main model's
+        embedding space. The forward that fills this model's empty cache gets the raw media instead (the audio: the
+        main model's encoding consumed the frames), and the draft's video placeholders are filled from zero frames.
+        """
+        if not is_first_iteration and cache is not None and not cache.is_initialized:
+            kwargs.pop("mm_encoder_outputs", None)
+            is_first_iteration = True
+        return super().prepare_inputs_for_generation(
+            input_ids, cache=cache, is_first_iteration=is_first_iteration, **kwargs
         )
 
 

@@ -12,7 +12,13 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import hf_hub_download
-from transformers import AutoTokenizer, LlavaOnevisionVideoProcessor, WhisperConfig
+from transformers import (
+    AutoTokenizer,
+    GenerationConfig,
+    LlavaOnevisionVideoProcessor,
+    PreTrainedTokenizerBase,
+    WhisperConfig,
+)
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from transformers.utils import logging as transformers_logging
 
@@ -32,6 +38,11 @@ _WHISPER_ENCODER_KEYS = {r"^model\.encoder\.": ""}
 # Processor settings that mirror configuration fields of the same name.
 _PROCESSOR_FIELDS = ("fusion", "num_frames", "face_pool_size", "audio_pool_stride", "max_audio_seconds",
                      "missing_audio_seconds", "use_audio_tower", "use_face_tower")  # fmt: skip
+# Qwen2's end of an assistant turn: where an answer stops.
+END_OF_TURN_TOKEN = "<|im_end|>"
+# Room for a reasoning answer, a paragraph of facial, vocal and verbal clues and the emotions they point to (about
+# 150 words, 200 Qwen2 tokens), to end on its own; `omni-emotion analyze` and the EMER evaluation use 256 too.
+DEFAULT_MAX_NEW_TOKENS = 256
 
 
 def assemble(
@@ -77,6 +88,7 @@ def assemble(
     if len(tokenizer) > model.config.text_config.vocab_size:
         model.resize_token_embeddings(len(tokenizer))
     _check_processor_matches(processor, model)
+    model.generation_config = default_generation_config(tokenizer)
     if whisper is not None and model.config.use_audio_tower:
         load_whisper_encoder(model, whisper, **whisper_access)
     if facexformer is not None and model.config.use_face_tower:
@@ -94,6 +106,24 @@ def config_token_ids(processor: OmniEmotionProcessor) -> dict[str, int]:
         "au_start_token_id": processor.audio_start_token_id,
         "au_end_token_id": processor.audio_end_token_id,
     }
+
+
+def default_generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
+    """What `generate()` does when told nothing: greedy, up to a reasoning answer's length, ending at the end of the
+    assistant's turn, padding batches with the tokenizer's pad token (the end of turn when it has none)."""
+    end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN_TOKEN)
+    if end_of_turn is None or end_of_turn == tokenizer.unk_token_id:
+        raise ValueError(
+            f"The tokenizer has no {END_OF_TURN_TOKEN} token: Omni-Emotion needs Qwen2's chat tokens (use the "
+            "LLaVA-OneVision checkpoint's own tokenizer)."
+        )
+    return GenerationConfig(
+        do_sample=False,
+        num_beams=1,
+        max_new_tokens=DEFAULT_MAX_NEW_TOKENS,
+        eos_token_id=end_of_turn,
+        pad_token_id=end_of_turn if tokenizer.pad_token_id is None else tokenizer.pad_token_id,
+    )
 
 
 def _check_processor_matches(

@@ -23,7 +23,7 @@ from transformers import (
 
 from modeling_omni_emotion import OmniEmotionFaceEncoder, OmniEmotionForConditionalGeneration
 from omni_emotion import pretrained_sources
-from omni_emotion.assembly import assemble
+from omni_emotion.assembly import DEFAULT_MAX_NEW_TOKENS, assemble, default_generation_config
 from omni_emotion.pretrained_sources import (
     CheckpointUnavailableError,
     check_pretrained_source,
@@ -129,6 +129,24 @@ def test_assembled_checkpoint_generates_from_a_video_and_round_trips(assembled, 
     )
     with torch.no_grad():
         assert torch.equal(reloaded.generate(**again, max_new_tokens=4, do_sample=False), generated)
+
+
+def test_the_assembled_checkpoint_generates_greedily_up_to_the_end_of_the_turn(assembled, tmp_path):
+    model, processor = assembled
+    model.save_pretrained(tmp_path)
+    config = OmniEmotionForConditionalGeneration.from_pretrained(tmp_path).generation_config
+    assert (config.do_sample, config.num_beams, config.max_new_tokens) == (False, 1, DEFAULT_MAX_NEW_TOKENS)
+    assert config.eos_token_id == processor.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert config.pad_token_id == processor.tokenizer.pad_token_id
+
+
+def test_a_tokenizer_without_the_end_of_turn_token_is_refused():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel({"[UNK]": 0, "calm": 1}, unk_token="[UNK]"))
+    with pytest.raises(ValueError, match=r"no <\|im_end\|> token"):
+        default_generation_config(PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]"))
 
 
 def test_a_whisper_of_another_size_is_refused(parts, tmp_path):

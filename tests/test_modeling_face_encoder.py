@@ -111,3 +111,18 @@ def test_wrong_crop_size_is_an_error():
 def test_face_config_rejects_a_wrong_number_of_stages():
     with pytest.raises(ValueError, match="4 Swin stages"):
         OmniEmotionFaceConfig(depths=[2, 2, 2])
+
+
+def test_sdpa_windows_give_torchvisions_eager_map_with_shifted_and_padded_windows():
+    # Two blocks a stage (the second one shifted); 96 px gives 24, 12, 6 and 3 px grids: padded to whole 7 px
+    # windows, and the last two stages fit in one window, hence unshifted.
+    config = OmniEmotionFaceConfig(**SMALL | {"depths": [2, 2, 2, 2], "image_size": 96})
+    torch.manual_seed(0)
+    encoder = OmniEmotionFaceEncoder(config).eval()
+    crops = torch.randn(2, 3, 96, 96)
+    config._attn_implementation = "eager"
+    with torch.no_grad():
+        eager = encoder(crops)
+        config._attn_implementation = "sdpa"
+        sdpa = encoder(crops)
+    torch.testing.assert_close(sdpa, eager, atol=1e-5, rtol=1e-5)

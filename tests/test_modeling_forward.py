@@ -83,6 +83,29 @@ def test_missing_audio_is_filled_from_a_zero_input_of_the_configured_length():
         torch.testing.assert_close(model(**inputs).logits, model(**explicit).logits)
 
 
+def test_only_the_rows_holding_placeholders_are_filled_from_zero_media():
+    model = build().eval()
+    clip = clip_inputs(model, audio_mel_frames=None)["input_ids"][0]  # its media tensors are left out below
+    text = torch.tensor([5, 6, 7, 8])
+    input_ids = torch.stack([clip, torch.cat([torch.zeros(len(clip) - len(text), dtype=torch.long), text])])
+    attention_mask = torch.stack([torch.ones_like(clip), (input_ids[1] != 0).long()])
+    with torch.no_grad():
+        batched = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        clip_alone = model(input_ids=clip[None]).logits[0]
+        text_alone = model(input_ids=text[None]).logits[0]
+    torch.testing.assert_close(batched[0], clip_alone, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(batched[1, -len(text) :], text_alone, atol=1e-4, rtol=1e-4)
+
+
+def test_missing_video_is_filled_with_as_many_zero_frames_as_its_placeholders():
+    model = build().eval()
+    inputs = clip_inputs(model, audio_mel_frames=None, with_faces=False, num_frames=1)  # a still image
+    with torch.no_grad():
+        explicit = model(**inputs | {"pixel_values_videos": torch.zeros(2, 1, 3, 56, 56)}).logits
+        filled = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+    torch.testing.assert_close(filled, explicit)
+
+
 def test_frames_without_a_face_get_the_features_of_a_zero_crop():
     model = build().eval()
     crops = torch.randn(2, 4, 3, 224, 224)
@@ -163,6 +186,18 @@ def test_frame_cross_attention_lets_faces_see_only_their_own_frame():
         after = model.model.fuse_face_and_frame_tokens(changed, faces, newline)
     torch.testing.assert_close(before[0, 4:7], after[0, 4:7])  # frame 0's faces are untouched
     assert not torch.allclose(before[0, 11:14], after[0, 11:14])  # frame 1's faces attended to the change
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_the_fusion_attention_computes_what_multihead_attention_does_with_its_weights(implementation):
+    model = build("frame_cross_attention", attn_implementation=implementation)
+    attention = model.model.face_frame_attention.attention
+    reference = torch.nn.MultiheadAttention(32, model.config.fusion_num_heads, batch_first=True)
+    reference.load_state_dict(attention.state_dict())  # same keys: checkpoints saved with it still load
+    faces, frames = torch.randn(6, 3, 32), torch.randn(6, 4, 32)
+    with torch.no_grad():
+        expected, _ = reference(faces, frames, frames, need_weights=False)
+        torch.testing.assert_close(attention(faces, frames), expected, atol=1e-6, rtol=1e-5)
 
 
 def test_gradient_checkpointing_and_sdpa():

@@ -1,10 +1,21 @@
-"""Raw model inputs for the tiny models of `omni_emotion.synthetic.tiny` (tensors laid out as the processor does)."""
+"""Raw model inputs for the tiny models of `omni_emotion.synthetic.tiny` (tensors laid out as the processor does),
+one clip of them alone, and a smaller draft configuration for assisted decoding."""
 
 from __future__ import annotations
 
 import torch
 
-from omni_emotion.synthetic.tiny import AU_END, AU_START, AUDIO_TOKEN_ID, VI_END, VI_START, VIDEO_TOKEN_ID
+from modeling_omni_emotion import OmniEmotionConfig
+from omni_emotion.synthetic.tiny import (
+    AU_END,
+    AU_START,
+    AUDIO_TOKEN_ID,
+    VI_END,
+    VI_START,
+    VIDEO_TOKEN_ID,
+    VOCAB_SIZE,
+    tiny_config,
+)
 
 
 def clip_inputs(
@@ -47,3 +58,29 @@ def clip_inputs(
     inputs["input_ids"] = torch.tensor([[0] * (length - len(row)) + row for row in rows])
     inputs["attention_mask"] = torch.tensor([[0] * (length - len(row)) + [1] * len(row) for row in rows])
     return inputs
+
+
+def clip_alone(inputs: dict, row: int) -> dict:
+    """Row `row` of `clip_inputs(...)` as a batch of one, without its left padding: the clip generated alone."""
+    single = {key: value[row : row + 1] for key, value in inputs.items()}
+    real = single["attention_mask"][0].bool()
+    single["input_ids"] = single["input_ids"][:, real]
+    single["attention_mask"] = single["attention_mask"][:, real]
+    return single
+
+
+def draft_config(**overrides) -> OmniEmotionConfig:
+    """A smaller language model (1 layer, width 16) with the same towers, pooling and vocabulary as `tiny_config()`:
+    a draft for assisted decoding, as the 0.5b preset is for the 7b."""
+    text_config = {
+        "model_type": "qwen2",
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "vocab_size": VOCAB_SIZE,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": False,
+    }
+    return tiny_config(text_config=text_config, **overrides)

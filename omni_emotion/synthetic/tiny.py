@@ -11,7 +11,7 @@ import torch
 from transformers import PreTrainedTokenizerFast
 
 from modeling_omni_emotion import OmniEmotionConfig, OmniEmotionForConditionalGeneration
-from omni_emotion.assembly import config_token_ids
+from omni_emotion.assembly import config_token_ids, default_generation_config
 from omni_emotion.pipeline import save_pipeline_code
 
 if TYPE_CHECKING:
@@ -161,6 +161,7 @@ def write_tiny_checkpoint(
     )
     torch.manual_seed(seed)
     model = OmniEmotionForConditionalGeneration(config)
+    model.generation_config = default_generation_config(processor.tokenizer)
     save_pipeline_code(folder, model.config)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
