@@ -11,11 +11,21 @@ from modeling_omni_emotion.configuration_omni_emotion import OmniEmotionConfig
 from .face_tracking import (
     FaceDetector,
     HaarCascadeFaceDetector,
+    RetinaFaceDetector,
     crop_face,
+    default_face_detector,
     primary_face_crops,
     track_primary_face,
 )
-from .media_reading import Clip, MediaReadError, UrlLimits, read_audio, read_clip, resample_audio
+from .media_reading import (
+    Clip,
+    MediaReadError,
+    MediaReadWarning,
+    UrlLimits,
+    read_audio,
+    read_clip,
+    resample_audio,
+)
 from .processing_omni_emotion import CHAT_TEMPLATE, OmniEmotionProcessor, audio_token_count
 
 AutoProcessor.register(OmniEmotionConfig, OmniEmotionProcessor, exist_ok=True)
@@ -26,10 +36,13 @@ __all__ = [
     "FaceDetector",
     "HaarCascadeFaceDetector",
     "MediaReadError",
+    "MediaReadWarning",
     "OmniEmotionProcessor",
+    "RetinaFaceDetector",
     "UrlLimits",
     "audio_token_count",
     "crop_face",
+    "default_face_detector",
     "primary_face_crops",
     "read_audio",
     "read_clip",

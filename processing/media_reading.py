@@ -1,7 +1,8 @@
 """Reading a clip (sampled frames + mono 16 kHz audio) from a path, bytes, a file object or a URL.
 
-Every call into the decoder (PyAV, which ships its own FFmpeg) lives in this module, so that the rest
-of the processor sees only `read_clip`, `read_audio`, `resample_audio`, `uniform_indices` and `MediaReadError`.
+Every call into the decoders (PyAV, which ships its own FFmpeg, and Pillow for still images) lives in this module,
+so that the rest of the processor sees only `read_clip`, `read_audio`, `resample_audio`, `uniform_indices` and
+`MediaReadError`.
 """
 
 from __future__ import annotations
@@ -10,20 +11,41 @@ import io
 import math
 import os
 import re
-import time
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+import warnings
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import av
 import numpy as np
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 MediaSource = str | os.PathLike | bytes | bytearray | BinaryIO
 # Frame folders (FERV39K, AFEW-VA and other datasets that ship extracted frames) hold these.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# Still images are read by Pillow: FFmpeg's image demuxers have no timeline to seek on. GIF stays with FFmpeg.
+PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")  # JPEG includes MPO (multi-picture) photos
+# H.264's largest frame (level 6.2, 8192x4352): a picture above it is refused from its header, before decoding.
+MAX_PIXELS = 8192 * 4352
+# Frames above 4K are scaled down while they are converted to RGB: enough for 384 px frames and for face crops.
+MAX_SIDE = 3840
+# From this size on (4K), frame threads pay for the frames they hold back at every seek; below it, slice threads
+# alone are faster (measured on 720p, 1080p High-profile and 4K clips: docs/choices.md).
+FRAME_THREADS_MIN_PIXELS = 2 * 1920 * 1080
+# The only FFmpeg demuxers that read data from a URL, bytes or a file object: containers of audio and video that
+# never open another file (concat lists, HLS/DASH playlists and image2 patterns do, which would let a crafted
+# file make the worker read local files).
+SAFE_DEMUXERS = (
+    "mov", "matroska", "avi", "mpegts", "mpeg", "flv", "asf", "ogg", "gif", "wav", "w64", "aiff", "caf",
+    "mp3", "aac", "flac", "wv", "amr", "ac3", "eac3", "h264", "hevc", "m4v", "mjpeg", "ivf", "nut", "mxf",
+    "dv", "yuv4mpegpipe",
+)  # fmt: skip
 
 
 class MediaReadError(ValueError):
@@ -32,6 +54,14 @@ class MediaReadError(ValueError):
     def __init__(self, source: str, problem: str):
         super().__init__(f"Cannot read media from {source}: {problem}")
         self.source = source
+
+
+class MediaReadWarning(UserWarning):
+    """A source read only in part (a truncated file): the clip holds what decodes, and the warning says how much.
+
+    `read_clip(..., strict=True)` raises `MediaReadError` instead; `warnings.simplefilter("error",
+    MediaReadWarning)` does the same for a whole run.
+    """
 
 
 @dataclass
@@ -51,7 +81,10 @@ class Clip:
 
 @dataclass(frozen=True)
 class UrlLimits:
-    """Bounds on fetching an HTTP(S) source, so that a bad link cannot hang or exhaust a worker."""
+    """Bounds on fetching an HTTP(S) source, so that a bad link cannot hang or exhaust a worker.
+
+    `timeout_s` is a deadline for the whole download, which a server that trickles bytes cannot stretch.
+    """
 
     max_bytes: int = 1 << 30
     timeout_s: float = 60.0
@@ -66,45 +99,74 @@ def describe_source(source: MediaSource) -> str:
     return f"<file object {getattr(source, 'name', type(source).__name__)}>"
 
 
-def fetch_url(url: str, limits: UrlLimits = UrlLimits()) -> bytes:
-    """Download `url` into memory, refusing bodies over `limits.max_bytes` or slower than `limits.timeout_s`."""
-    deadline = time.monotonic() + limits.timeout_s
-    chunks, size = [], 0
+def fetch_url(url: str, limits: UrlLimits = UrlLimits()) -> io.BytesIO:
+    """Download `url` into memory, refusing bodies over `limits.max_bytes` or not complete within `limits.timeout_s`.
+
+    The download runs in a thread that the caller stops waiting for at the deadline; the body is written once,
+    into the buffer that is returned (no list of chunks joined at the end).
+    """
+    outcome: dict[str, io.BytesIO | BaseException] = {}
+    cancelled = threading.Event()
+
+    def download() -> None:
+        try:
+            outcome["body"] = _download(url, limits, cancelled)
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=download, name=f"fetch {url}", daemon=True)
+    worker.start()
+    worker.join(limits.timeout_s)
+    if worker.is_alive():
+        cancelled.set()  # the worker stops at its next chunk, or at its socket timeout
+        raise MediaReadError(url, f"download took longer than {limits.timeout_s} s (`UrlLimits.timeout_s`)")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["body"]
+
+
+def _download(url: str, limits: UrlLimits, cancelled: threading.Event) -> io.BytesIO:
+    body = io.BytesIO()
     try:
         with urllib.request.urlopen(url, timeout=limits.timeout_s) as response:
             declared = response.headers.get("Content-Length")
-            if declared is not None and int(declared) > limits.max_bytes:
-                raise MediaReadError(url, f"{declared} bytes announced, over the limit of {limits.max_bytes}")
-            while chunk := response.read(1 << 20):
-                size += len(chunk)
-                if size > limits.max_bytes:
-                    raise MediaReadError(url, f"more than the limit of {limits.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise MediaReadError(url, f"download took longer than {limits.timeout_s} s")
-                chunks.append(chunk)
+            if declared is not None and declared.isdigit() and int(declared) > limits.max_bytes:
+                raise MediaReadError(
+                    url,
+                    f"{declared} bytes announced, over the limit of {limits.max_bytes} (`UrlLimits.max_bytes`)",
+                )
+            # read1 returns what has arrived, so that a trickling server is seen at every chunk.
+            while (chunk := response.read1(1 << 16)) and not cancelled.is_set():
+                if body.tell() + len(chunk) > limits.max_bytes:
+                    raise MediaReadError(
+                        url, f"more than the limit of {limits.max_bytes} bytes (`UrlLimits.max_bytes`)"
+                    )
+                body.write(chunk)
     except (urllib.error.URLError, TimeoutError, OSError) as error:
         raise MediaReadError(url, f"download failed ({error})") from error
-    return b"".join(chunks)
+    body.seek(0)
+    return body
 
 
-def _open_input(source: MediaSource, url_limits: UrlLimits) -> tuple[BinaryIO | str, str]:
-    """Turn any source into something `av.open` takes, after the cheap checks that give clearer errors."""
+def _open_input(source: MediaSource, url_limits: UrlLimits) -> tuple[BinaryIO | str, str, bool]:
+    """Something `av.open` and Pillow take, the source's name, and whether it is a local path (trusted to
+    name any format, while data from a URL or memory is read only by `SAFE_DEMUXERS`)."""
     name = describe_source(source)
     if isinstance(source, str) and source.startswith(("http://", "https://")):
-        source = fetch_url(source, url_limits)
+        return fetch_url(source, url_limits), name, False
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise MediaReadError(name, "the data is empty")
-        return io.BytesIO(source), name
+        return io.BytesIO(source), name, False
     if isinstance(source, (str, os.PathLike)):
         if not os.path.isfile(source):
             raise MediaReadError(name, "no such file")
         if os.path.getsize(source) == 0:
             raise MediaReadError(name, "the file is empty")
-        return os.fspath(source), name
+        return os.fspath(source), name, True
     if not hasattr(source, "read"):
         raise MediaReadError(name, "expected a path, a URL, bytes or a binary file object")
-    return source, name
+    return source, name, False
 
 
 def read_clip(
@@ -114,42 +176,137 @@ def read_clip(
     max_audio_seconds: float | None = None,
     url_limits: UrlLimits = UrlLimits(),
     with_audio: bool = True,
+    *,
+    audio_track: int | None = None,
+    strict: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    max_side: int | None = MAX_SIDE,
 ) -> Clip:
-    """Sample `num_frames` frames uniformly over the duration and decode the audio track of `source`.
+    """Sample `num_frames` frames uniformly over the video's span and decode the audio track of `source`.
 
-    A source with a single picture (a still image) gives one frame; a clip with fewer frames than
-    `num_frames` repeats frames (uniform index sampling over what exists). Only the first
-    `max_audio_seconds` of audio are decoded, none with `with_audio=False`; `num_frames=0` decodes no frame.
-    A folder of images is a clip of those frames in natural name order (`2.jpg` before `10.jpg`), without audio.
+    Frame `i` is the first frame shown at or after time `first + i * (last - first) / (num_frames - 1)`, where
+    `first` and `last` are the times of the stream's first and last frames as its packets give them (not a
+    header's duration, which may be missing or wrong). A clip with fewer frames than `num_frames` repeats
+    frames (several targets fall within one frame). A still image gives one frame, a folder of images a clip
+    of those frames in natural name order (`2.jpg` before `10.jpg`), without audio.
+
+    The audio is the track flagged as default, else the first with sound, unless `audio_track` (an index
+    among the audio streams) says which; only the first `max_audio_seconds` are decoded, none with
+    `with_audio=False`; `num_frames=0` decodes no frame. A truncated file gives the frames of the part that
+    decodes with a `MediaReadWarning` (a `MediaReadError` with `strict=True`). A picture over `max_pixels` is
+    refused before decoding, and frames whose longer side is over `max_side` are scaled down to it (None: never).
     """
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        return _read_frame_folder(Path(source), num_frames, sampling_rate)
-    opened, name = _open_input(source, url_limits)
+        return _read_frame_folder(Path(source), num_frames, sampling_rate, max_pixels, max_side)
+    opened, name, trusted = _open_input(source, url_limits)
+    image = _open_image(opened, name)
+    if image is not None:
+        frames = _image_frames(image, name, num_frames, max_pixels, max_side)
+        return Clip(frames=frames, audio=None, sampling_rate=sampling_rate, source=name)
+    container_options = {} if trusted else {"format_whitelist": ",".join(SAFE_DEMUXERS)}
+    # The decoders' own pixel limit: probing the streams at open decodes a frame, which must not be the huge one.
+    decoder_options = {"max_pixels": str(max_pixels)}
     try:
-        with av.open(opened, mode="r") as container:
-            video = container.streams.video[0] if container.streams.video else None
-            audio = container.streams.audio[0] if container.streams.audio else None
-            if video is None and audio is None:
+        with av.open(opened, "r", options=decoder_options, container_options=container_options) as container:
+            video = _video_stream(container)
+            if video is None and not container.streams.audio:
                 raise MediaReadError(name, "it has no video or audio stream")
-            decode_audio = audio is not None and with_audio
-            waveform = (
-                _decode_audio(container, audio, sampling_rate, max_audio_seconds) if decode_audio else None
-            )
-            frames = _sample_frames(container, video, num_frames, name) if video and num_frames else None
+            if video is not None and num_frames:
+                context = video.codec_context
+                _check_pixels(context.width, context.height, name, max_pixels)
+            tracks = _audio_tracks(container, audio_track, name) if with_audio else []
+            waveform = _decode_audio(container, tracks, sampling_rate, max_audio_seconds) if tracks else None
+            frames = None
+            if video is not None and num_frames:
+                frames = _sample_frames(container, video, num_frames, name, strict, max_side)
     except MediaReadError:
         raise
+    except av.ArgumentError as error:
+        problem = f"not readable as media ({error})"
+        if not trusted:
+            problem += (
+                "; from a URL or memory only audio and video containers are read, never a playlist or "
+                "concat list that opens other files"
+            )
+        raise MediaReadError(name, problem) from error
     except (av.FFmpegError, OSError, EOFError) as error:
         raise MediaReadError(name, f"not readable as media ({error})") from error
-    if decode_audio and waveform is None and frames is None:
+    if tracks and waveform is None and frames is None:
         raise MediaReadError(name, "its audio stream holds no decodable samples")
     return Clip(frames=frames, audio=waveform, sampling_rate=sampling_rate, source=name)
+
+
+def _check_pixels(width: int, height: int, name: str, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise MediaReadError(
+            name,
+            f"its picture is {width}x{height} ({width * height / 1e6:.1f} megapixels), over the limit of "
+            f"{max_pixels / 1e6:.1f} (`max_pixels`): decoding it could take gigabytes; pass a larger "
+            "`max_pixels` if you trust the file",
+        )
+
+
+# -- still images and frame folders (Pillow) ----------------------------------------------------------------------
+
+
+def _open_image(opened: BinaryIO | str, name: str) -> Image.Image | None:
+    """The source as a Pillow image when it is a still image in `PILLOW_FORMATS`, else None (left at its start)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not isinstance(opened, str) and not (hasattr(opened, "seekable") and opened.seekable()):
+        return None  # a stream that cannot rewind is left to FFmpeg
+    try:
+        return Image.open(opened, formats=PILLOW_FORMATS)
+    except UnidentifiedImageError:
+        if not isinstance(opened, str):
+            opened.seek(0)
+        return None
+    except Image.DecompressionBombError as error:
+        raise MediaReadError(name, f"the image is too large to decode safely ({error})") from error
+
+
+def _image_frames(
+    image: Image.Image, name: str, num_frames: int, max_pixels: int, max_side: int | None
+) -> np.ndarray | None:
+    """One frame, or `num_frames` spread over an animated WebP / PNG; upright as its EXIF orientation says."""
+    with image:
+        _check_pixels(image.width, image.height, name, max_pixels)
+        if num_frames == 0:
+            return None
+        animated = getattr(image, "is_animated", False) and image.format in ("WEBP", "PNG")
+        chosen = uniform_indices(image.n_frames, num_frames) if animated else np.zeros(1, int)
+        try:
+            decoded = {index: _image_rgb(image, index, max_side) for index in set(chosen.tolist())}
+        except (OSError, ValueError, SyntaxError) as error:  # Pillow's errors for a damaged or cut file
+            raise MediaReadError(name, f"the image does not decode ({error})") from error
+    return np.stack([decoded[index] for index in chosen])
+
+
+def _image_rgb(image: Image.Image, index: int, max_side: int | None) -> np.ndarray:
+    """Frame `index` of a Pillow image as RGB uint8, upright, scaled down to `max_side` if larger."""
+    from PIL import Image, ImageOps
+
+    image.seek(index)
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(image.size))
+    if scale < 1.0 and image.format == "JPEG":  # decodes at 1/2, 1/4 or 1/8 directly: no full-size copy
+        image.draft("RGB", (round(image.width * scale), round(image.height * scale)))
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16") or image.mode == "I":  # 16-bit grey: keep the top 8 bits, not a clip
+        image = Image.fromarray((np.asarray(image, np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+    image = image.convert("RGB")
+    if max_side is not None and max(image.size) > max_side:
+        scale = max_side / max(image.size)
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BOX)
+    return np.asarray(image)
 
 
 def _natural_key(path: Path) -> list[int | str]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
-def _read_frame_folder(folder: Path, num_frames: int, sampling_rate: int) -> Clip:
+def _read_frame_folder(
+    folder: Path, num_frames: int, sampling_rate: int, max_pixels: int, max_side: int | None
+) -> Clip:
     """`num_frames` images spread evenly over a folder's frames, each decoded once."""
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
     if not files:
@@ -159,9 +316,12 @@ def _read_frame_folder(folder: Path, num_frames: int, sampling_rate: int) -> Cli
     if num_frames == 0:
         return Clip(frames=None, audio=None, sampling_rate=sampling_rate, source=str(folder))
     chosen = uniform_indices(len(files), num_frames)
-    decoded = {
-        index: read_clip(files[index], 1, with_audio=False).frames[0] for index in set(chosen.tolist())
-    }
+    decoded = {}
+    for index in set(chosen.tolist()):
+        image = _open_image(str(files[index]), str(files[index]))
+        if image is None:
+            raise MediaReadError(str(files[index]), f"not an image in {', '.join(PILLOW_FORMATS)}")
+        decoded[index] = _image_frames(image, str(files[index]), 1, max_pixels, max_side)[0]
     shapes = {frame.shape for frame in decoded.values()}
     if len(shapes) > 1:
         raise MediaReadError(str(folder), f"its frames differ in size ({sorted(shapes)})")
@@ -173,14 +333,19 @@ def _read_frame_folder(folder: Path, num_frames: int, sampling_rate: int) -> Cli
     )
 
 
+# -- audio -----------------------------------------------------------------------------------------------------
+
+
 def read_audio(
     source: MediaSource,
     sampling_rate: int = 16_000,
     max_seconds: float | None = None,
     url_limits: UrlLimits = UrlLimits(),
+    *,
+    audio_track: int | None = None,
 ) -> np.ndarray:
     """The audio track of `source` as float32 mono at `sampling_rate`; an error if there is none."""
-    clip = read_clip(source, 0, sampling_rate, max_seconds, url_limits)
+    clip = read_clip(source, 0, sampling_rate, max_seconds, url_limits, audio_track=audio_track)
     if clip.audio is None:
         raise MediaReadError(clip.source, "it has no audio track")
     return clip.audio
@@ -202,7 +367,38 @@ def resample_audio(waveform: np.ndarray, orig_sampling_rate: int, sampling_rate:
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
+def _audio_tracks(
+    container: av.container.InputContainer, audio_track: int | None, name: str
+) -> list[av.audio.stream.AudioStream]:
+    """The audio streams to try, best first: the one asked for, else those flagged default, then the others."""
+    streams = list(container.streams.audio)
+    if audio_track is not None:
+        if not 0 <= audio_track < len(streams):
+            raise MediaReadError(
+                name, f"`audio_track={audio_track}` asked for, but it has {len(streams)} audio track(s)"
+            )
+        return [streams[audio_track]]
+    default = [stream for stream in streams if stream.disposition & av.stream.Disposition.default]
+    return default + [stream for stream in streams if stream not in default]
+
+
 def _decode_audio(
+    container: av.container.InputContainer,
+    tracks: list[av.audio.stream.AudioStream],
+    sampling_rate: int,
+    max_seconds: float | None,
+) -> np.ndarray | None:
+    """The first of `tracks` that holds sound (the first that decodes at all if all are silent)."""
+    fallback = None
+    for stream in tracks:
+        waveform = _decode_audio_stream(container, stream, sampling_rate, max_seconds)
+        if waveform is not None and np.any(waveform):
+            return waveform
+        fallback = waveform if fallback is None else fallback
+    return fallback
+
+
+def _decode_audio_stream(
     container: av.container.InputContainer,
     stream: av.audio.stream.AudioStream,
     sampling_rate: int,
@@ -219,8 +415,12 @@ def _decode_audio(
     for other in others:
         other.discard = av.stream.Discard.all
     chunks, total = [], 0
-    for packet in container.demux(stream):
-        for frame in packet.decode():
+    for packet in _readable(container.demux(stream)):
+        try:
+            frames = packet.decode()
+        except av.InvalidDataError:  # a corrupt or cut packet: skip it, as for video
+            continue
+        for frame in frames:
             for out in resampler.resample(frame):
                 chunks.append(out.to_ndarray().reshape(-1))
                 total += chunks[-1].size
@@ -237,31 +437,26 @@ def _decode_audio(
     return waveform[: min(waveform.size, max_samples)]
 
 
-def _sample_frames(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, num_frames: int, name: str
-) -> np.ndarray:
-    duration = _duration_seconds(container, stream)
-    known_frames = stream.frames
-    # Seeking pays off only when there is a timeline to seek on and more frames than we keep.
-    if duration is None or 0 < known_frames <= num_frames:
-        frames = _frames_by_index(container, stream, num_frames)
-    else:
-        frames = _frames_by_seeking(container, stream, duration, num_frames)
-    if not frames:
-        raise MediaReadError(name, "its video stream holds no decodable frame")
-    return _stack_upright(frames)
+def _readable(packets: Iterator[av.Packet]) -> Iterator[av.Packet]:
+    """Packets until the demuxer cannot read on (data cut off mid-packet): the stream ends there."""
+    try:
+        yield from packets
+    except av.InvalidDataError:
+        return
 
 
-def _duration_seconds(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream
-) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        seconds = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
-        seconds = container.duration / av.time_base
-    else:
-        return None
-    return seconds if seconds > 0 else None
+# -- video -----------------------------------------------------------------------------------------------------
+
+
+def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The video stream flagged default, else the first; a cover picture (mp3/m4a artwork) is not a video."""
+    streams = [
+        stream
+        for stream in container.streams.video
+        if not stream.disposition & av.stream.Disposition.attached_pic
+    ]
+    default = [stream for stream in streams if stream.disposition & av.stream.Disposition.default]
+    return (default or streams or [None])[0]
 
 
 def uniform_indices(available: int, wanted: int) -> np.ndarray:
@@ -269,89 +464,371 @@ def uniform_indices(available: int, wanted: int) -> np.ndarray:
     return np.linspace(0, available - 1, wanted).round().astype(int)
 
 
-def _frames_by_index(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, num_frames: int
-) -> list[av.VideoFrame]:
-    """Two passes without a timeline: count packets (no decoding), then decode keeping only the sampled frames."""
-    count = stream.frames or sum(1 for packet in container.demux(stream) if packet.size > 0)
-    container.seek(0)
-    if count <= 1:
-        return list(_decode(container, stream))[:1]
-    wanted = uniform_indices(count, num_frames).tolist()
-    kept: dict[int, av.VideoFrame] = {}
-    for index, frame in enumerate(_decode(container, stream)):
-        if index in wanted:
-            kept[index] = frame
-        if index >= wanted[-1]:
-            break
-    if not kept:
-        return []
-    # A packet count can overshoot the decodable frames (a truncated tail): fall back to the last one kept.
-    last = kept[max(kept)]
-    return [kept.get(index, last) for index in wanted]
-
-
-def _frames_by_seeking(
+def _sample_frames(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
-    duration: float,
     num_frames: int,
-) -> list[av.VideoFrame]:
-    """One seek per target time, then decode from the keyframe before it up to the target."""
-    start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    rate = float(stream.average_rate or stream.guessed_rate or 25)
-    targets = start + np.linspace(0.0, max(duration - 1.0 / rate, 0.0), num_frames)
-    tolerance = 0.5 / rate
-    frames: list[av.VideoFrame] = []
-    for target in targets:
-        if frames and frames[-1].time is not None and frames[-1].time >= target - tolerance:
-            frames.append(frames[-1])  # several targets within one frame (a clip shorter than num_frames)
-            continue
-        container.seek(int(target / stream.time_base), stream=stream, backward=True, any_frame=False)
-        chosen = None
-        for frame in _decode(container, stream, skip_before=target - tolerance):
-            chosen = frame
-            if frame.time is None or frame.time >= target - tolerance:
+    name: str,
+    strict: bool,
+    max_side: int | None,
+) -> np.ndarray:
+    context = stream.codec_context
+    if context.width * context.height >= FRAME_THREADS_MIN_PIXELS:  # before the decoder opens
+        stream.thread_type = "FRAME"
+        context.thread_count = min(os.cpu_count() or 1, 4)
+    sampler = _TimeSampler(container, stream, name)
+    frames = sampler.sample(num_frames)
+    if frames is None:  # no timestamps: count the packets, then decode in one pass
+        frames, decodable, declared = _frames_by_index(container, stream, num_frames, name)
+        if declared - decodable > 2:  # more than a trailing packet or two that does not decode
+            _report_truncation(name, strict, f"only {decodable} of its {declared} video frames decode")
+    elif sampler.truncated_at is not None:
+        decoded, declared = (round((end - sampler.first) * sampler.rate) + 1 for end in sampler.truncated_at)
+        _report_truncation(
+            name,
+            strict,
+            f"about {decoded} of its {declared} video frames decode ({decoded / sampler.rate:.2f} s)",
+        )
+    if not frames:
+        raise MediaReadError(name, "its video stream holds no decodable frame")
+    return _stack_upright(frames, max_side)
+
+
+def _report_truncation(name: str, strict: bool, detail: str) -> None:
+    if strict:
+        raise MediaReadError(name, f"it is truncated: {detail} (`strict=True`)")
+    warnings.warn(
+        f"{name} is truncated: {detail}; the frames are sampled over the part that decodes "
+        "(pass strict=True to make this an error).",
+        MediaReadWarning,
+        stacklevel=4,
+    )
+
+
+class _NoTimeline(Exception):
+    """Frames without timestamps: sampling by time is impossible, sampling by index takes over."""
+
+
+Run = Generator[av.VideoFrame, float | None, None]
+
+
+class _TimeSampler:
+    """Frames by presentation time, seeking only where it saves decoding, and never trusting a seek blindly.
+
+    Target `t` takes the first frame shown at or after `t - tolerance` (half a frame). Decoding after a seek must
+    start at a keyframe at or before that: where a seek lands later (MPEG-TS and MPEG-PS seeks land on the packet
+    at the time asked, and the decoder waits for the next keyframe), it is retried earlier; where seeks do not
+    work at all (an index-less stream with one keyframe), the stream is decoded from its start. A target that a
+    seek would not bring closer (one keyframe for the whole clip, or several targets in one group of pictures)
+    is reached by decoding on from the previous one, so that no clip costs more than one pass.
+    """
+
+    SCAN_SECONDS = 30.0  # how far after a seek's landing point a keyframe is looked for
+    # A last frame this close to the last packet is no truncation worth a warning: a trailing packet that does
+    # not decode, or timestamps that a demuxer computes differently after a seek (AVI).
+    SLACK_SECONDS = 0.25
+
+    def __init__(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, name: str
+    ):
+        self.container, self.stream, self.name = container, stream, name
+        self.time_base = stream.time_base
+        self.rate = float(stream.average_rate or stream.guessed_rate or 25)
+        self.tolerance = 0.5 / self.rate
+        self.first = 0.0
+        self.seeks_work = True
+        # (the last frame that decodes, the last one that the packets or the index announce) when they differ
+        self.truncated_at: tuple[float, float] | None = None
+
+    def sample(self, num_frames: int) -> list[av.VideoFrame] | None:
+        """The sampled frames, or None when they cannot be found by time (the caller samples by index)."""
+        if self.time_base is None:
+            return None
+        try:
+            last, declared_end = self._last_packet_time()
+            # Plan from the stream's start time before decoding, so that the run that decodes the first frame
+            # can go on to the next targets (a one-keyframe clip is then one pass, its first frame decoded once).
+            start = self.stream.start_time
+            self.first = 0.0 if start is None else float(start * self.time_base)
+            plan = None if last is None or last <= self.first else self._plan(last, num_frames)
+            run = self._run_from_start(None)
+            first_frame = next(run, None)
+            if first_frame is None:
+                return []
+            if self._time(first_frame) != self.first:  # the first frame that decodes is not the first packet
+                self.first, plan, run = self._time(first_frame), None, None
+            if last is None or last < self.first:
+                return None
+            if last == self.first:  # a single picture: one frame, as a still image gives
+                return [first_frame]
+            frames = self._sample_over(first_frame, plan or self._plan(last, num_frames), run)
+            if frames is None:  # decoding stops before the last packet: the data is cut or corrupt
+                end = self._last_decodable_time(last)
+                if declared_end is None and last - end > self.SLACK_SECONDS:
+                    declared_end = last
+                last = end
+                frames = self._sample_over(first_frame, self._plan(last, num_frames), None)
+        except _NoTimeline:
+            return None
+        if frames is not None and declared_end is not None:
+            self.truncated_at = (last, declared_end)
+        return frames
+
+    def _plan(self, last: float, num_frames: int) -> list[tuple[float, float | None, float]]:
+        """For each target after the first: (threshold, where to seek, where decoding then starts)."""
+        thresholds = np.linspace(self.first, last, num_frames)[1:] - self.tolerance
+        return [(threshold, *self._seek_point(threshold)) for threshold in thresholds]
+
+    def _sample_over(
+        self, first_frame: av.VideoFrame, plan: list[tuple[float, float | None, float]], run: Run | None
+    ) -> list[av.VideoFrame] | None:
+        """The first frame and one frame per planned target, decoding on from `run` (the run that gave the first
+        frame, None if the demuxer has moved since); None if decoding ends before a target."""
+        frames, position = [first_frame], self._time(first_frame)
+        for threshold, seek_to, landing in plan:
+            if self._time(frames[-1]) >= threshold:
+                frames.append(frames[-1])  # several targets within one frame (a clip shorter than num_frames)
+                continue
+            if run is None or landing > position:  # the keyframe is ahead of where decoding stands: seek
+                if run is not None:
+                    run.close()
+                run, frame = self._seek_run(threshold, seek_to)
+            else:
+                frame = self._next_at(run, threshold)
+            if frame is None:
+                return None
+            frames.append(frame)
+            position = self._time(frame)
+        return frames
+
+    def _seek_point(self, threshold: float) -> tuple[float | None, float]:
+        """Where to seek so that decoding starts at a keyframe at or before `threshold`, and that keyframe's time;
+        (None, first) stands for decoding from the start."""
+        seek_to, step = threshold, 1.0
+        while self.seeks_work and seek_to > self.first:
+            landing = self._landing(seek_to)
+            if landing is not None and landing <= threshold:
+                return seek_to, landing
+            seek_to, step = seek_to - step, step * 2
+        return None, self.first
+
+    def _landing(self, seconds: float) -> float | None:
+        """The time of the keyframe where decoding starts after a seek to `seconds`; None when there is none: past
+        the last keyframe (try earlier), or none near or no seeking at all (`seeks_work` turns False)."""
+        try:
+            self.container.seek(self._pts(seconds), stream=self.stream, backward=True, any_frame=False)
+            for packet in self.container.demux(self.stream):
+                if packet.pts is None:
+                    continue
+                if packet.is_keyframe:
+                    return float(packet.pts * self.time_base)
+                if packet.pts * self.time_base > seconds + self.SCAN_SECONDS:
+                    break
+            else:
+                return None
+        except av.FFmpegError:
+            pass
+        self.seeks_work = False
+        return None
+
+    def _seek_run(self, threshold: float, seek_to: float | None) -> tuple[Run, av.VideoFrame | None]:
+        """A run of decoding from a seek whose first frame is checked to be at or before `threshold` (else the
+        seek is retried earlier), and the first frame of it at or after `threshold`."""
+        step = 1.0
+        while True:
+            run = self._run_from_start(threshold) if seek_to is None else self._run_from(seek_to, threshold)
+            first = next(run, None)
+            if seek_to is None or (first is not None and self._time(first) <= threshold):
                 break
-        if chosen is not None:
-            frames.append(chosen)
-    return frames
+            run.close()  # overshot: the decoder's first frame is past the target, or there was none
+            seek_to = seek_to - step if seek_to - step > self.first else None
+            step *= 2
+        if first is None or self._time(first) >= threshold:
+            return run, first
+        return run, self._next_at(run, threshold)
+
+    def _run_from(self, seconds: float, threshold: float) -> Run:
+        self.container.seek(self._pts(seconds), stream=self.stream, backward=True, any_frame=False)
+        return _decode(self.container, self.stream, skip_before=threshold)
+
+    def _run_from_start(self, threshold: float | None) -> Run:
+        _rewind(self.container, self.name)
+        return _decode(self.container, self.stream, skip_before=threshold)
+
+    def _next_at(self, run: Run, threshold: float) -> av.VideoFrame | None:
+        """Decode on to the first frame shown at or after `threshold`; None if the stream ends first."""
+        try:
+            frame = run.send(threshold)
+            while self._time(frame) < threshold:
+                frame = next(run)
+        except StopIteration:
+            return None
+        return frame
+
+    def _last_decodable_time(self, last: float) -> float:
+        """The time of the last frame that decodes, found by decoding to the end from ever earlier seeks."""
+        step = 1.0
+        while True:
+            seek_to = last - step
+            from_start = seek_to <= self.first or not self.seeks_work
+            final = None
+            for frame in self._run_from_start(None) if from_start else self._run_from(seek_to, seek_to):
+                final = frame
+            if final is not None or from_start:
+                return self.first if final is None else self._time(final)
+            step *= 2
+
+    def _last_packet_time(self) -> tuple[float | None, float | None]:
+        """The time of the stream's last packet, read at its end, and the end that an index declares when the
+        packets stop short of it (a truncated file); headers alone may leave the duration out (mkv/webm written
+        live), under-report it (written before the end) or give the container's length."""
+        declared = self._declared_end()
+        starts = [0.0] if declared is None else [max(declared - 2.0, 0.0), max(declared - 30.0, 0.0), 0.0]
+        for attempt, seek_to in enumerate(dict.fromkeys(starts)):
+            spans = self._packet_spans_from(seek_to)
+            if not spans:
+                continue
+            last_start, last_end = max(spans)
+            # Truncated: the index pointed past the data (nothing at its end), or an mp4/mov track's own duration
+            # (the sum of its sample durations) goes on after its last packet.
+            mp4_track = self.stream.duration is not None and self.container.format.name.startswith("mov,")
+            short = attempt > 0 or (mp4_track and last_end < declared - self.tolerance)
+            return last_start, declared - 1 / self.rate if short else None
+        return None, None
+
+    def _packet_spans_from(self, seconds: float) -> list[tuple[float, float]]:
+        """(start, end) times of the packets from `seconds` (any frame, not only keyframes) to the end."""
+        try:
+            if seconds > 0:
+                self.container.seek(self._pts(seconds), stream=self.stream, backward=True, any_frame=True)
+            else:
+                self.container.seek(0)
+            return [
+                (
+                    float(packet.pts * self.time_base),
+                    float((packet.pts + (packet.duration or 0)) * self.time_base),
+                )
+                for packet in self.container.demux(self.stream)
+                if packet.pts is not None and packet.size > 0
+            ]
+        except av.FFmpegError:
+            return []
+
+    def _declared_end(self) -> float | None:
+        stream, container = self.stream, self.container
+        start = float(stream.start_time * self.time_base) if stream.start_time is not None else 0.0
+        if stream.duration is not None:
+            return start + float(stream.duration * self.time_base)
+        if container.duration is not None:
+            return container.duration / av.time_base
+        return None
+
+    def _pts(self, seconds: float) -> int:
+        return int(seconds / self.time_base)
+
+    def _time(self, frame: av.VideoFrame) -> float:
+        if frame.time is None:
+            raise _NoTimeline
+        return frame.time
+
+
+def _rewind(container: av.container.InputContainer, name: str) -> None:
+    try:
+        container.seek(0)
+    except av.FFmpegError as error:
+        raise MediaReadError(
+            name,
+            f"it cannot be rewound ({error}): a raw stream (.h264, .hevc) has no container to seek in; "
+            "remux it first, e.g. `ffmpeg -i clip.h264 -c copy clip.mp4`",
+        ) from error
 
 
 def _decode(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
     skip_before: float | None = None,
-) -> Iterator[av.VideoFrame]:
-    """Decode video frames, skipping corrupt packets instead of giving up on the whole clip.
+) -> Run:
+    """Decode video frames from the demuxer's position, skipping corrupt packets instead of giving up on the clip.
 
-    With `skip_before` (seconds), the decoder drops the non-reference frames (typically B-frames) shown
-    before that time: no other frame is predicted from them and none of them can be the one sought,
-    so the frames that come out from `skip_before` on are exactly those of a full decode.
+    With `skip_before` (seconds), decoding starts at the first keyframe (the packets before it, where a seek
+    landed, would decode to garbage), and the decoder drops the non-reference frames (typically B-frames) shown
+    before that time: no other frame is predicted from them and none of them can be the one sought, so the
+    frames that come out from `skip_before` on are exactly those of a full decode. Sending a later time to the
+    generator moves `skip_before` on (the next target of one run of decoding).
     """
     context = stream.codec_context
-    skip_before_pts = None if skip_before is None else skip_before / stream.time_base
-    for packet in container.demux(stream):
-        early = skip_before_pts is not None and packet.pts is not None and packet.pts < skip_before_pts
+    threshold = None if skip_before is None else skip_before / stream.time_base
+    before_keyframe = threshold is not None
+    for packet in _readable(container.demux(stream)):
+        early = threshold is not None and packet.pts is not None and packet.pts < threshold
+        before_keyframe = before_keyframe and not packet.is_keyframe
+        if before_keyframe and early:
+            continue
         context.skip_frame = "NONREF" if early else "DEFAULT"
         try:
-            yield from packet.decode()
+            frames = packet.decode()
         except av.InvalidDataError:
             continue
+        for frame in frames:
+            moved = yield frame
+            if moved is not None:
+                threshold = moved / stream.time_base
 
 
-def _stack_upright(frames: list[av.VideoFrame]) -> np.ndarray:
+def _frames_by_index(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, num_frames: int, name: str
+) -> tuple[list[av.VideoFrame], int, int]:
+    """Without a timeline: count the packets (no decoding), then decode keeping only the sampled frames.
+
+    Returns the frames, how many frames decoded and how many packets there were: fewer decoded than
+    counted (a truncated tail) resamples over those that decode, instead of repeating the last one.
+    """
+    _rewind(container, name)
+    count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+    wanted = uniform_indices(max(count, 1), num_frames).tolist()
+    _rewind(container, name)
+    kept: dict[int, av.VideoFrame] = {}
+    decoded = 0
+    for index, frame in enumerate(_decode(container, stream)):
+        decoded = index + 1
+        if index in wanted:
+            kept[index] = frame
+        if index >= wanted[-1]:
+            break
+    if decoded and decoded < count:
+        _rewind(container, name)
+        return _frames_by_index_of(container, stream, decoded, num_frames), decoded, count
+    return [kept[index] for index in wanted if index in kept], decoded, max(count, decoded)
+
+
+def _frames_by_index_of(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, count: int, num_frames: int
+) -> list[av.VideoFrame]:
+    wanted = uniform_indices(count, num_frames).tolist()
+    kept = {index: frame for index, frame in enumerate(_decode(container, stream)) if index in wanted}
+    return [kept[index] for index in wanted]
+
+
+def _stack_upright(frames: list[av.VideoFrame], max_side: int | None) -> np.ndarray:
     """(T, H, W, 3) RGB written into one preallocated array (`np.stack` would copy 8 HD frames once more)."""
-    first = _upright(frames[0])
+    first = _upright(frames[0], max_side)
     stacked = np.empty((len(frames), *first.shape), np.uint8)
     stacked[0] = first
     for index in range(1, len(frames)):
         same = frames[index] is frames[index - 1]
-        stacked[index] = stacked[index - 1] if same else _upright(frames[index])
+        stacked[index] = stacked[index - 1] if same else _upright(frames[index], max_side)
     return stacked
 
 
-def _upright(frame: av.VideoFrame) -> np.ndarray:
-    """RGB array (a view, possibly strided) with the display-matrix rotation applied, as a player shows it."""
-    array = frame.to_ndarray(format="rgb24")
+def _upright(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
+    """RGB array (a view, possibly strided) with the display-matrix rotation applied, as a player shows it.
+
+    A frame larger than `max_side` is scaled while it is converted, so its full-size RGB copy never exists.
+    """
+    scale = 1.0 if max_side is None else min(1.0, max_side / max(frame.width, frame.height))
+    if scale < 1.0:
+        size = {"width": round(frame.width * scale), "height": round(frame.height * scale)}
+        array = frame.to_ndarray(format="rgb24", interpolation="AREA", **size)
+    else:
+        array = frame.to_ndarray(format="rgb24")
     return np.rot90(array, k=round((frame.rotation or 0) / 90) % 4)

@@ -21,8 +21,8 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 
-from .face_tracking import FaceDetector, HaarCascadeFaceDetector, primary_face_crops
-from .media_reading import read_audio, read_clip, resample_audio, uniform_indices
+from .face_tracking import FaceDetector, default_face_detector, primary_face_crops
+from .media_reading import UrlLimits, read_audio, read_clip, resample_audio, uniform_indices
 
 FUSION_MODES = ("clip_concat", "frame_concat", "frame_cross_attention")
 SAMPLING_RATE = 16_000
@@ -114,8 +114,11 @@ class OmniEmotionProcessor(ProcessorMixin):
         use_audio_tower (`bool`, defaults to `True`): mirrors the model's; without it no audio block is made.
         use_face_tower (`bool`, defaults to `True`): mirrors the model's; without it no face is tracked and the
             video block holds the frame tokens alone.
-        face_detector (`FaceDetector`, *optional*): any callable image -> boxes; OpenCV's Haar cascade
-            by default. Not saved with the processor.
+        face_detector (`FaceDetector`, *optional*): any callable image -> boxes; by default RetinaFace when ONNX
+            Runtime and its weights are installed, else OpenCV's Haar cascade (`default_face_detector`). Not saved
+            with the processor.
+        url_limits (`UrlLimits`, *optional*): size and time limits on clips given as HTTP(S) URLs (1 GiB and a
+            60 s deadline by default). Not saved with the processor.
     """
 
     valid_processor_kwargs = OmniEmotionProcessorKwargs
@@ -140,6 +143,7 @@ class OmniEmotionProcessor(ProcessorMixin):
         use_audio_tower: bool = True,
         use_face_tower: bool = True,
         face_detector: FaceDetector | None = None,
+        url_limits: UrlLimits | None = None,
     ):
         if fusion not in FUSION_MODES:
             raise ValueError(f"`fusion` must be one of {FUSION_MODES}, got {fusion!r}.")
@@ -168,6 +172,7 @@ class OmniEmotionProcessor(ProcessorMixin):
         self.use_audio_tower = use_audio_tower
         self.use_face_tower = use_face_tower
         self._face_detector = face_detector
+        self._url_limits = url_limits or UrlLimits()
 
         markers = ["<vi_start>", "<vi_end>", "<au_start>", "<au_end>", "<video>", "<audio>"]
         tokenizer.add_tokens([m for m in markers if m not in tokenizer.get_vocab()], special_tokens=True)
@@ -325,7 +330,7 @@ class OmniEmotionProcessor(ProcessorMixin):
     @property
     def face_detector(self) -> FaceDetector:
         if self._face_detector is None:
-            self._face_detector = HaarCascadeFaceDetector()
+            self._face_detector = default_face_detector()
         return self._face_detector
 
     def decode_clip(
@@ -355,6 +360,7 @@ class OmniEmotionProcessor(ProcessorMixin):
                 self.num_frames,
                 SAMPLING_RATE,
                 self.max_audio_seconds,
+                self._url_limits,
                 with_audio=with_audio and audio is None,
             )
             frames, waveform = clip.frames, clip.audio
@@ -429,7 +435,7 @@ class OmniEmotionProcessor(ProcessorMixin):
             return resample_audio(track["array"], track.get("sampling_rate", SAMPLING_RATE), SAMPLING_RATE)
         if isinstance(track, (np.ndarray, torch.Tensor)):
             return np.asarray(track, dtype=np.float32).reshape(-1)
-        return read_audio(track, SAMPLING_RATE, self.max_audio_seconds)
+        return read_audio(track, SAMPLING_RATE, self.max_audio_seconds, self._url_limits)
 
     def _visual_inputs(self, clips: list[dict | None], videos_kwargs: dict) -> dict[str, torch.Tensor]:
         """Frames and face crops of every row at the batch's T (see `__call__`); zeros for rows without frames."""

