@@ -19,7 +19,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from processing.face_tracking import FaceDetector, HaarCascadeFaceDetector, crop_face, track_primary_face
+from processing.face_tracking import FaceDetector, crop_face, default_face_detector, track_primary_face
 from processing.media_reading import IMAGE_SUFFIXES, MediaReadError, read_clip, uniform_indices
 
 from .config import ConfigError
@@ -128,9 +128,10 @@ def frame_count(duration: float | None, fps: float, max_frames: int) -> int:
 
 @functools.cache
 def load_detector(spec: str | None) -> FaceDetector:
-    """The face detector of a `module:factory` spec (None: OpenCV's Haar cascade), built once per process."""
+    """The face detector of a `module:factory` spec (None: the processor's default, RetinaFace where its weights are
+    installed, else OpenCV's Haar cascade), built once per process."""
     if spec is None:
-        return HaarCascadeFaceDetector()
+        return default_face_detector()
     module_name, _, name = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), name)
