@@ -565,12 +565,19 @@ def read_results(out_path: str | os.PathLike) -> dict[str, ClipResult]:
     path = Path(out_path)
     if not path.exists():
         return {}
+    complete = read_complete_lines(path)
+    return {result.path: result for result, _ in _parse_results(complete.decode("utf-8"), path)}
+
+
+def read_complete_lines(path: Path) -> bytes:
+    """An append-only JSON-lines file up to its last newline. A partial last line, left by a killed writer, is also
+    cut from the file, so that the next appended line starts clean (its record is written again)."""
     data = path.read_bytes()
     complete = _complete_part(data)
     if len(complete) != len(data):
         with open(path, "r+b") as file:
             file.truncate(len(complete))
-    return {result.path: result for result, _ in _parse_results(complete.decode("utf-8"), path)}
+    return complete
 
 
 # -- several processes ---------------------------------------------------------------------------------------------

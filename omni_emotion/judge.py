@@ -41,6 +41,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from omni_emotion.analyze import read_complete_lines
+
 CACHE_FILE = "judge_cache.jsonl"
 DEFAULT_MAX_NEW_TOKENS = 256
 
@@ -80,11 +82,7 @@ def read_json_lines(path: str | os.PathLike, what: str) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        with open(path, "r+b") as file:
-            file.truncate(len(complete))
+    complete = read_complete_lines(path)
     records = []
     for number, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
         if not line.strip():
