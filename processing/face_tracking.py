@@ -137,6 +137,8 @@ class RetinaFaceDetector:
 
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
+            # Idle threads sleep instead of spinning: detection runs between decoding steps, which need the cores.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = onnxruntime.InferenceSession(
                 self._weights, options, providers=["CPUExecutionProvider"]
             )
@@ -241,7 +243,8 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 @dataclass
 class _Track:
-    boxes: dict[int, np.ndarray] = field(default_factory=dict)
+    boxes: dict[int, np.ndarray] = field(default_factory=dict)  # frame index -> box
+    indices: dict[int, int] = field(default_factory=dict)  # frame index -> the box's index among the frame's
 
     @property
     def last(self) -> np.ndarray:
@@ -274,7 +277,14 @@ def _area(box: np.ndarray) -> float:
 
 
 def track_primary_face(detections: Sequence[np.ndarray], max_shift: float = 1.5) -> list[np.ndarray | None]:
-    """The box of the primary face in each frame (None where it is not seen).
+    """The box of the primary face in each frame (None where it is not seen): see `primary_face_indices`."""
+    boxes = [np.asarray(found, dtype=np.float32).reshape(-1, 4) for found in detections]
+    indices = primary_face_indices(boxes, max_shift)
+    return [None if index is None else found[index] for found, index in zip(boxes, indices, strict=True)]
+
+
+def primary_face_indices(detections: Sequence[np.ndarray], max_shift: float = 1.5) -> list[int | None]:
+    """Which of each frame's boxes is the primary face (None where it is not seen).
 
     In each frame, box-track pairs are linked cheapest first (see `_link_cost`), each box and track once;
     a box that continues no track starts one, and a face missed in some frames keeps its track. The primary
@@ -298,10 +308,11 @@ def track_primary_face(detections: Sequence[np.ndarray], max_shift: float = 1.5)
                 tracks.append(_Track())
                 linked[box_index] = len(tracks) - 1
             tracks[linked[box_index]].boxes[frame_index] = box
+            tracks[linked[box_index]].indices[frame_index] = box_index
     if not tracks:
         return [None] * len(detections)
     primary = max(tracks, key=lambda track: track.score)
-    return [primary.boxes.get(i) for i in range(len(detections))]
+    return [primary.indices.get(i) for i in range(len(detections))]
 
 
 def crop_face(image: np.ndarray, box: np.ndarray, margin: float = 0.5) -> np.ndarray:

@@ -7,6 +7,7 @@ so that the rest of the processor sees only `read_clip`, `read_audio`, `resample
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -15,10 +16,10 @@ import threading
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import av
 import numpy as np
@@ -46,6 +47,8 @@ SAFE_DEMUXERS = (
     "mp3", "aac", "flac", "wv", "amr", "ac3", "eac3", "h264", "hevc", "m4v", "mjpeg", "ivf", "nut", "mxf",
     "dv", "yuv4mpegpipe",
 )  # fmt: skip
+# Elementary video streams (`.h264`, `.hevc`, `.m4v`): no timestamps and no container to seek in.
+RAW_VIDEO_FORMATS = frozenset({"h264", "hevc", "m4v"})
 
 
 class MediaReadError(ValueError):
@@ -69,14 +72,78 @@ class Clip:
     """What the processor needs of one clip.
 
     `frames` is (T, H, W, 3) uint8 RGB, upright (rotation metadata applied), or None when the source
-    has no picture (an audio file). `audio` is float32 mono at `sampling_rate`, or None when the source
-    has no audio track.
+    has no picture (an audio file); with `read_clip(..., convert_frame=f)` it is the list of what `f` returned
+    for each sampled frame (a frame sampled twice gives the same object twice). `audio` is float32 mono at
+    `sampling_rate`, or None when the source has no audio track.
     """
 
-    frames: np.ndarray | None
+    frames: np.ndarray | list[Any] | None
     audio: np.ndarray | None
     sampling_rate: int
     source: str
+
+
+class Picture:
+    """One sampled frame, upright, before it is converted to RGB: each consumer asks for the size it needs.
+
+    A decoded video frame (YUV at the stream's size) is converted and scaled by FFmpeg's swscale in one pass, so
+    that a 384 px frame or a detection-size copy of a 4K (or 16000 px) picture never makes the full-size RGB
+    array; `rgb()` without a size gives the frame at full size, scaled down to `max_side` if larger. A picture
+    that is already an RGB array (a still image, a frame folder, decoded frames) is scaled by Pillow, with the
+    same filters. Conversions are kept for the picture's lifetime, so that asking twice costs once.
+    """
+
+    def __init__(self, frame: av.VideoFrame | np.ndarray, max_side: int | None = MAX_SIDE):
+        self._frame = frame
+        self._cache: dict[tuple[int, int, str], np.ndarray] = {}
+        if isinstance(frame, np.ndarray):
+            if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+                raise ValueError(
+                    f"A picture array must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}."
+                )
+            self._quarter_turns = 0
+            width, height = frame.shape[1], frame.shape[0]
+        else:
+            self._quarter_turns = round((frame.rotation or 0) / 90) % 4
+            width, height = (
+                (frame.height, frame.width) if self._quarter_turns % 2 else (frame.width, frame.height)
+            )
+        scale = 1.0 if max_side is None else min(1.0, max_side / max(width, height))
+        self.width, self.height = max(round(width * scale), 1), max(round(height * scale), 1)
+
+    def rgb(
+        self, width: int | None = None, height: int | None = None, interpolation: str = "AREA"
+    ) -> np.ndarray:
+        """(height, width, 3) uint8 RGB; the picture's own size when none is given. `interpolation` is swscale's
+        name of the filter ("AREA", "BICUBIC", "BILINEAR"; Pillow's BOX for AREA with an array)."""
+        width, height = width or self.width, height or self.height
+        key = (width, height, interpolation)
+        if key not in self._cache:
+            self._cache[key] = self._convert(width, height, interpolation)
+        return self._cache[key]
+
+    def rgb_within(self, max_side: int, interpolation: str = "AREA") -> np.ndarray:
+        """RGB scaled down (never up) so that its longer side is at most `max_side`, keeping the aspect ratio."""
+        scale = min(1.0, max_side / max(self.width, self.height))
+        return self.rgb(max(round(self.width * scale), 1), max(round(self.height * scale), 1), interpolation)
+
+    def _convert(self, width: int, height: int, interpolation: str) -> np.ndarray:
+        frame = self._frame
+        if isinstance(frame, np.ndarray):
+            if (width, height) == (frame.shape[1], frame.shape[0]):
+                return frame
+            from PIL import Image
+
+            resample = Image.Resampling.BOX if interpolation == "AREA" else Image.Resampling[interpolation]
+            return np.asarray(Image.fromarray(np.ascontiguousarray(frame)).resize((width, height), resample))
+        stored = (height, width) if self._quarter_turns % 2 else (width, height)  # the decoder's orientation
+        if stored == (frame.width, frame.height):
+            array = frame.to_ndarray(format="rgb24")
+        else:
+            array = frame.to_ndarray(
+                format="rgb24", width=stored[0], height=stored[1], interpolation=interpolation
+            )
+        return np.rot90(array, k=self._quarter_turns)
 
 
 @dataclass(frozen=True)
@@ -181,6 +248,7 @@ def read_clip(
     strict: bool = False,
     max_pixels: int = MAX_PIXELS,
     max_side: int | None = MAX_SIDE,
+    convert_frame: Callable[[Picture], Any] | None = None,
 ) -> Clip:
     """Sample `num_frames` frames uniformly over the video's span and decode the audio track of `source`.
 
@@ -195,19 +263,34 @@ def read_clip(
     `with_audio=False`; `num_frames=0` decodes no frame. A truncated file gives the frames of the part that
     decodes with a `MediaReadWarning` (a `MediaReadError` with `strict=True`). A picture over `max_pixels` is
     refused before decoding, and frames whose longer side is over `max_side` are scaled down to it (None: never).
+
+    `convert_frame` turns each sampled frame, as a `Picture`, into what the caller keeps (by default its RGB
+    array). It runs as soon as the frame is decoded, and the decoder's frame is let go, so that a caller that
+    keeps small copies (the processor: 384 px frames, a detection copy, face crops) never holds a clip's frames
+    at full size.
     """
+    convert = convert_frame or Picture.rgb
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-        return _read_frame_folder(Path(source), num_frames, sampling_rate, max_pixels, max_side)
+        return _read_frame_folder(
+            Path(source), num_frames, sampling_rate, max_pixels, max_side, convert_frame
+        )
     opened, name, trusted = _open_input(source, url_limits)
     image = _open_image(opened, name)
     if image is not None:
-        frames = _image_frames(image, name, num_frames, max_pixels, max_side)
+        pictures = _image_frames(image, name, num_frames, max_pixels, max_side)
+        frames = None if pictures is None else _finish(pictures, convert_frame)
         return Clip(frames=frames, audio=None, sampling_rate=sampling_rate, source=name)
     container_options = {} if trusted else {"format_whitelist": ",".join(SAFE_DEMUXERS)}
     # The decoders' own pixel limit: probing the streams at open decodes a frame, which must not be the huge one.
     decoder_options = {"max_pixels": str(max_pixels)}
+
+    def open_container(again: bool = False) -> av.container.InputContainer:
+        if again and not isinstance(opened, str):
+            opened.seek(0)
+        return av.open(opened, "r", options=decoder_options, container_options=container_options)
+
     try:
-        with av.open(opened, "r", options=decoder_options, container_options=container_options) as container:
+        with open_container() as container:
             video = _video_stream(container)
             if video is None and not container.streams.audio:
                 raise MediaReadError(name, "it has no video or audio stream")
@@ -218,7 +301,13 @@ def read_clip(
             waveform = _decode_audio(container, tracks, sampling_rate, max_audio_seconds) if tracks else None
             frames = None
             if video is not None and num_frames:
-                frames = _sample_frames(container, video, num_frames, name, strict, max_side)
+                if container.format.name in RAW_VIDEO_FORMATS:
+                    converted = _sample_elementary_stream(
+                        lambda: open_container(again=True), num_frames, name, strict, max_side, convert
+                    )
+                else:
+                    converted = _sample_frames(container, video, num_frames, name, strict, max_side, convert)
+                frames = converted if convert_frame else np.stack(converted)
     except MediaReadError:
         raise
     except av.ArgumentError as error:
@@ -267,8 +356,9 @@ def _open_image(opened: BinaryIO | str, name: str) -> Image.Image | None:
 
 def _image_frames(
     image: Image.Image, name: str, num_frames: int, max_pixels: int, max_side: int | None
-) -> np.ndarray | None:
-    """One frame, or `num_frames` spread over an animated WebP / PNG; upright as its EXIF orientation says."""
+) -> list[np.ndarray] | None:
+    """One frame, or `num_frames` spread over an animated WebP / PNG (a frame chosen twice is the same array);
+    upright as its EXIF orientation says."""
     with image:
         _check_pixels(image.width, image.height, name, max_pixels)
         if num_frames == 0:
@@ -279,7 +369,17 @@ def _image_frames(
             decoded = {index: _image_rgb(image, index, max_side) for index in set(chosen.tolist())}
         except (OSError, ValueError, SyntaxError) as error:  # Pillow's errors for a damaged or cut file
             raise MediaReadError(name, f"the image does not decode ({error})") from error
-    return np.stack([decoded[index] for index in chosen])
+    return [decoded[index] for index in chosen]
+
+
+def _finish(
+    frames: list[np.ndarray], convert_frame: Callable[[Picture], Any] | None
+) -> np.ndarray | list[Any]:
+    """RGB arrays stacked to (T, H, W, 3), or each distinct one converted once by `convert_frame`."""
+    if convert_frame is None:
+        return np.stack(frames)
+    converted = {id(frame): convert_frame(Picture(frame, max_side=None)) for frame in frames}
+    return [converted[id(frame)] for frame in frames]
 
 
 def _image_rgb(image: Image.Image, index: int, max_side: int | None) -> np.ndarray:
@@ -305,7 +405,12 @@ def _natural_key(path: Path) -> list[int | str]:
 
 
 def _read_frame_folder(
-    folder: Path, num_frames: int, sampling_rate: int, max_pixels: int, max_side: int | None
+    folder: Path,
+    num_frames: int,
+    sampling_rate: int,
+    max_pixels: int,
+    max_side: int | None,
+    convert_frame: Callable[[Picture], Any] | None,
 ) -> Clip:
     """`num_frames` images spread evenly over a folder's frames, each decoded once."""
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
@@ -326,7 +431,7 @@ def _read_frame_folder(
     if len(shapes) > 1:
         raise MediaReadError(str(folder), f"its frames differ in size ({sorted(shapes)})")
     return Clip(
-        frames=np.stack([decoded[index] for index in chosen]),
+        frames=_finish([decoded[index] for index in chosen], convert_frame),
         audio=None,
         sampling_rate=sampling_rate,
         source=str(folder),
@@ -471,17 +576,27 @@ def _sample_frames(
     name: str,
     strict: bool,
     max_side: int | None,
-) -> np.ndarray:
+    convert: Callable[[Picture], Any],
+) -> list[Any]:
+    """What `convert` makes of each sampled frame, called as the frame is decoded."""
     context = stream.codec_context
-    if context.width * context.height >= FRAME_THREADS_MIN_PIXELS:  # before the decoder opens
+    # Before the decoder opens. Above `MAX_PIXELS` (a limit raised by the caller) each frame thread's picture costs
+    # hundreds of megabytes: one thread of slices then.
+    if FRAME_THREADS_MIN_PIXELS <= context.width * context.height <= MAX_PIXELS:
         stream.thread_type = "FRAME"
         context.thread_count = min(os.cpu_count() or 1, 4)
-    sampler = _TimeSampler(container, stream, name)
+
+    def convert_decoded(frame: av.VideoFrame) -> Any:
+        return convert(Picture(frame, max_side))
+
+    def from_start() -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        _rewind(container, name)
+        return container, stream
+
+    sampler = _TimeSampler(container, stream, name, convert_decoded)
     frames = sampler.sample(num_frames)
     if frames is None:  # no timestamps: count the packets, then decode in one pass
-        frames, decodable, declared = _frames_by_index(container, stream, num_frames, name)
-        if declared - decodable > 2:  # more than a trailing packet or two that does not decode
-            _report_truncation(name, strict, f"only {decodable} of its {declared} video frames decode")
+        frames = _frames_by_index(from_start, num_frames, name, strict, convert_decoded)
     elif sampler.truncated_at is not None:
         decoded, declared = (round((end - sampler.first) * sampler.rate) + 1 for end in sampler.truncated_at)
         _report_truncation(
@@ -491,17 +606,42 @@ def _sample_frames(
         )
     if not frames:
         raise MediaReadError(name, "its video stream holds no decodable frame")
-    return _stack_upright(frames, max_side)
+    return frames
 
 
-def _report_truncation(name: str, strict: bool, detail: str) -> None:
+def _sample_elementary_stream(
+    reopen: Callable[[], av.container.InputContainer],
+    num_frames: int,
+    name: str,
+    strict: bool,
+    max_side: int | None,
+    convert: Callable[[Picture], Any],
+) -> list[Any]:
+    """Frames by index from an elementary stream, which has neither timestamps nor a container to seek in: each
+    pass (count the packets, then decode up to the last sampled frame) opens the source afresh."""
+    with contextlib.ExitStack() as opened:
+
+        def from_start() -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+            container = opened.enter_context(reopen())
+            return container, _video_stream(container)
+
+        frames = _frames_by_index(
+            from_start, num_frames, name, strict, lambda frame: convert(Picture(frame, max_side))
+        )
+    if not frames:
+        raise MediaReadError(name, "its video stream holds no decodable frame")
+    return frames
+
+
+def _report_truncation(name: str, strict: bool, detail: str, depth: int = 4) -> None:
+    """A `MediaReadWarning` pointing at `read_clip`'s caller, `depth` calls up (an error with `strict`)."""
     if strict:
         raise MediaReadError(name, f"it is truncated: {detail} (`strict=True`)")
     warnings.warn(
         f"{name} is truncated: {detail}; the frames are sampled over the part that decodes "
         "(pass strict=True to make this an error).",
         MediaReadWarning,
-        stacklevel=4,
+        stacklevel=depth,
     )
 
 
@@ -520,7 +660,8 @@ class _TimeSampler:
     at the time asked, and the decoder waits for the next keyframe), it is retried earlier; where seeks do not
     work at all (an index-less stream with one keyframe), the stream is decoded from its start. A target that a
     seek would not bring closer (one keyframe for the whole clip, or several targets in one group of pictures)
-    is reached by decoding on from the previous one, so that no clip costs more than one pass.
+    is reached by decoding on from the previous one, so that no clip costs more than one pass. Each frame chosen
+    is handed to `convert` at once, and only what it returns is kept.
     """
 
     SCAN_SECONDS = 30.0  # how far after a seek's landing point a keyframe is looked for
@@ -529,9 +670,13 @@ class _TimeSampler:
     SLACK_SECONDS = 0.25
 
     def __init__(
-        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream, name: str
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        name: str,
+        convert: Callable[[av.VideoFrame], Any],
     ):
-        self.container, self.stream, self.name = container, stream, name
+        self.container, self.stream, self.name, self.convert = container, stream, name, convert
         self.time_base = stream.time_base
         self.rate = float(stream.average_rate or stream.guessed_rate or 25)
         self.tolerance = 0.5 / self.rate
@@ -540,8 +685,8 @@ class _TimeSampler:
         # (the last frame that decodes, the last one that the packets or the index announce) when they differ
         self.truncated_at: tuple[float, float] | None = None
 
-    def sample(self, num_frames: int) -> list[av.VideoFrame] | None:
-        """The sampled frames, or None when they cannot be found by time (the caller samples by index)."""
+    def sample(self, num_frames: int) -> list[Any] | None:
+        """The sampled frames converted, or None when they cannot be found by time (the caller samples by index)."""
         if self.time_base is None:
             return None
         try:
@@ -559,15 +704,17 @@ class _TimeSampler:
                 self.first, plan, run = self._time(first_frame), None, None
             if last is None or last < self.first:
                 return None
+            first = (self.first, self.convert(first_frame))
+            del first_frame
             if last == self.first:  # a single picture: one frame, as a still image gives
-                return [first_frame]
-            frames = self._sample_over(first_frame, plan or self._plan(last, num_frames), run)
+                return [first[1]]
+            frames = self._sample_over(first, plan or self._plan(last, num_frames), run)
             if frames is None:  # decoding stops before the last packet: the data is cut or corrupt
                 end = self._last_decodable_time(last)
                 if declared_end is None and last - end > self.SLACK_SECONDS:
                     declared_end = last
                 last = end
-                frames = self._sample_over(first_frame, self._plan(last, num_frames), None)
+                frames = self._sample_over(first, self._plan(last, num_frames), None)
         except _NoTimeline:
             return None
         if frames is not None and declared_end is not None:
@@ -580,13 +727,15 @@ class _TimeSampler:
         return [(threshold, *self._seek_point(threshold)) for threshold in thresholds]
 
     def _sample_over(
-        self, first_frame: av.VideoFrame, plan: list[tuple[float, float | None, float]], run: Run | None
-    ) -> list[av.VideoFrame] | None:
-        """The first frame and one frame per planned target, decoding on from `run` (the run that gave the first
-        frame, None if the demuxer has moved since); None if decoding ends before a target."""
-        frames, position = [first_frame], self._time(first_frame)
+        self, first: tuple[float, Any], plan: list[tuple[float, float | None, float]], run: Run | None
+    ) -> list[Any] | None:
+        """The first frame (its time, converted) and one converted frame per planned target, decoding on from `run`
+        (the run that gave the first frame, None if the demuxer has moved since); None if decoding ends before a
+        target."""
+        position, converted = first
+        frames = [converted]
         for threshold, seek_to, landing in plan:
-            if self._time(frames[-1]) >= threshold:
+            if position >= threshold:
                 frames.append(frames[-1])  # several targets within one frame (a clip shorter than num_frames)
                 continue
             if run is None or landing > position:  # the keyframe is ahead of where decoding stands: seek
@@ -597,8 +746,8 @@ class _TimeSampler:
                 frame = self._next_at(run, threshold)
             if frame is None:
                 return None
-            frames.append(frame)
             position = self._time(frame)
+            frames.append(self.convert(frame))
         return frames
 
     def _seek_point(self, threshold: float) -> tuple[float | None, float]:
@@ -738,8 +887,7 @@ def _rewind(container: av.container.InputContainer, name: str) -> None:
     except av.FFmpegError as error:
         raise MediaReadError(
             name,
-            f"it cannot be rewound ({error}): a raw stream (.h264, .hevc) has no container to seek in; "
-            "remux it first, e.g. `ffmpeg -i clip.h264 -c copy clip.mp4`",
+            f"it cannot be rewound ({error}); remux it first, e.g. `ffmpeg -i clip.ts -c copy clip.mp4`",
         ) from error
 
 
@@ -776,59 +924,44 @@ def _decode(
 
 
 def _frames_by_index(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, num_frames: int, name: str
-) -> tuple[list[av.VideoFrame], int, int]:
-    """Without a timeline: count the packets (no decoding), then decode keeping only the sampled frames.
+    from_start: Callable[[], tuple[av.container.InputContainer, av.video.stream.VideoStream]],
+    num_frames: int,
+    name: str,
+    strict: bool,
+    convert: Callable[[av.VideoFrame], Any],
+) -> list[Any]:
+    """Without a timeline: count the packets (no decoding), then decode keeping only the sampled frames, each pass
+    from the start that `from_start` gives.
 
-    Returns the frames, how many frames decoded and how many packets there were: fewer decoded than
-    counted (a truncated tail) resamples over those that decode, instead of repeating the last one.
+    Fewer frames decoding than packets counted (a truncated tail) resamples over those that decode, instead of
+    repeating the last one, and is reported.
     """
-    _rewind(container, name)
+    container, stream = from_start()
     count = sum(1 for packet in container.demux(stream) if packet.size > 0)
     wanted = uniform_indices(max(count, 1), num_frames).tolist()
-    _rewind(container, name)
-    kept: dict[int, av.VideoFrame] = {}
+    kept, decoded = _keep_frames(*from_start(), wanted, convert)
+    if decoded and decoded < count:
+        wanted = uniform_indices(decoded, num_frames).tolist()
+        kept, _ = _keep_frames(*from_start(), wanted, convert)
+        if count - decoded > 2:  # more than a trailing packet or two that does not decode
+            _report_truncation(name, strict, f"only {decoded} of its {count} video frames decode", depth=5)
+    return [kept[index] for index in wanted if index in kept]
+
+
+def _keep_frames(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    wanted: list[int],
+    convert: Callable[[av.VideoFrame], Any],
+) -> tuple[dict[int, Any], int]:
+    """The frames at the `wanted` indices, converted, decoding from the demuxer's position up to the last of them;
+    and how many frames decoded."""
+    kept: dict[int, Any] = {}
     decoded = 0
     for index, frame in enumerate(_decode(container, stream)):
         decoded = index + 1
         if index in wanted:
-            kept[index] = frame
+            kept[index] = convert(frame)
         if index >= wanted[-1]:
             break
-    if decoded and decoded < count:
-        _rewind(container, name)
-        return _frames_by_index_of(container, stream, decoded, num_frames), decoded, count
-    return [kept[index] for index in wanted if index in kept], decoded, max(count, decoded)
-
-
-def _frames_by_index_of(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, count: int, num_frames: int
-) -> list[av.VideoFrame]:
-    wanted = uniform_indices(count, num_frames).tolist()
-    kept = {index: frame for index, frame in enumerate(_decode(container, stream)) if index in wanted}
-    return [kept[index] for index in wanted]
-
-
-def _stack_upright(frames: list[av.VideoFrame], max_side: int | None) -> np.ndarray:
-    """(T, H, W, 3) RGB written into one preallocated array (`np.stack` would copy 8 HD frames once more)."""
-    first = _upright(frames[0], max_side)
-    stacked = np.empty((len(frames), *first.shape), np.uint8)
-    stacked[0] = first
-    for index in range(1, len(frames)):
-        same = frames[index] is frames[index - 1]
-        stacked[index] = stacked[index - 1] if same else _upright(frames[index], max_side)
-    return stacked
-
-
-def _upright(frame: av.VideoFrame, max_side: int | None) -> np.ndarray:
-    """RGB array (a view, possibly strided) with the display-matrix rotation applied, as a player shows it.
-
-    A frame larger than `max_side` is scaled while it is converted, so its full-size RGB copy never exists.
-    """
-    scale = 1.0 if max_side is None else min(1.0, max_side / max(frame.width, frame.height))
-    if scale < 1.0:
-        size = {"width": round(frame.width * scale), "height": round(frame.height * scale)}
-        array = frame.to_ndarray(format="rgb24", interpolation="AREA", **size)
-    else:
-        array = frame.to_ndarray(format="rgb24")
-    return np.rot90(array, k=round((frame.rotation or 0) / 90) % 4)
+    return kept, decoded

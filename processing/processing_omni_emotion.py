@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,16 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 from transformers.processing_utils import ProcessingKwargs, ProcessorMixin, Unpack
 
-from .face_tracking import FaceDetector, default_face_detector, primary_face_crops
-from .media_reading import UrlLimits, read_audio, read_clip, resample_audio, uniform_indices
+from .face_tracking import FaceDetector, crop_face, default_face_detector, primary_face_indices
+from .media_reading import (
+    MAX_PIXELS,
+    Picture,
+    UrlLimits,
+    read_audio,
+    read_clip,
+    resample_audio,
+    uniform_indices,
+)
 
 FUSION_MODES = ("clip_concat", "frame_concat", "frame_cross_attention")
 SAMPLING_RATE = 16_000
@@ -77,8 +86,34 @@ _CHAT_TURNS = (
 CHAT_TEMPLATE = build_chat_template()
 
 
+@dataclass
+class _FrameViews:
+    """What the processor keeps of one sampled frame: the frame at the video size, and every face found in it
+    (boxes in the frame's pixels, crops at the face size), so that the tracking can pick among them later."""
+
+    frame: np.ndarray
+    boxes: np.ndarray
+    crops: np.ndarray
+
+
 class OmniEmotionProcessorKwargs(ProcessingKwargs, total=False):
-    """The standard per-modality kwargs; the clip settings are processor attributes (saved with it)."""
+    """The standard per-modality kwargs (the clip settings are processor attributes, saved with it), and how the
+    clip files of one call are read:
+
+    audio_track (`int`, *optional*):
+        Which audio stream of each file to read, as an index among its audio streams; by default the stream
+        flagged as default, else the first that holds sound.
+    strict_media (`bool`, *optional*, defaults to `False`):
+        A truncated file raises `MediaReadError` instead of warning (`MediaReadWarning`) and giving the frames
+        that decode.
+    max_media_pixels (`int`, *optional*, defaults to `MAX_PIXELS`):
+        Pictures larger than this (width times height) are refused before decoding: raise it only for files you
+        trust, since decoding a huge picture takes gigabytes however small the file.
+    """
+
+    audio_track: int | None
+    strict_media: bool
+    max_media_pixels: int
 
 
 def audio_token_count(mel_frames: int, pool_stride: int = 3) -> int:
@@ -269,9 +304,14 @@ class OmniEmotionProcessor(ProcessorMixin):
         merged = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         return_tensors = merged["text_kwargs"].pop("return_tensors", None)
         decoded: list[dict[str, Any] | None] = [None] * len(text)
+        reading = {
+            "audio_track": merged.get("audio_track"),
+            "strict": merged.get("strict_media", False),
+            "max_pixels": merged.get("max_media_pixels", MAX_PIXELS),
+        }
         for row, (video, track) in zip(clip_rows, clips, strict=True):
             decoded[row] = self.decode_clip(
-                video, track, with_video=blocks[row][0], with_audio=blocks[row][1]
+                video, track, with_video=blocks[row][0], with_audio=blocks[row][1], **reading
             )
         data: dict[str, Any] = {}
         if any(video for video, _ in blocks):
@@ -334,7 +374,15 @@ class OmniEmotionProcessor(ProcessorMixin):
         return self._face_detector
 
     def decode_clip(
-        self, video: Any = None, audio: Any = None, *, with_video: bool = True, with_audio: bool = True
+        self,
+        video: Any = None,
+        audio: Any = None,
+        *,
+        with_video: bool = True,
+        with_audio: bool = True,
+        audio_track: int | None = None,
+        strict: bool = False,
+        max_pixels: int = MAX_PIXELS,
     ) -> dict[str, np.ndarray | None]:
         """Everything media-related the processor does to one clip, kept compact: what a training run caches.
 
@@ -342,58 +390,86 @@ class OmniEmotionProcessor(ProcessorMixin):
         crops of the tracked primary face (zero where absent), `face_mask` (T,) bool, and `audio`, float32 mono
         at 16 kHz; a part the clip lacks (or that is not asked for) is None. Passing the dict back as a video
         (`{"type": "video", "video": clip}` in a chat) gives exactly the tensors that the source itself gives.
+        `audio_track`, `strict` and `max_pixels` go to `read_clip` for the files read (see
+        `OmniEmotionProcessorKwargs`).
         """
         if isinstance(video, Mapping):
             return self._check_decoded(video, with_video, with_audio)
         if not with_video and audio is None:
             video, audio = None, video  # an audio block alone reads the sound of whatever it was given
-        frames, waveform = None, None
+        views, waveform = None, None
         if video is None:
             pass
         elif isinstance(video, (np.ndarray, torch.Tensor)) or hasattr(video, "convert"):
             frames = _as_frames(video)
-            if frames.shape[0] > 1:  # decoded video: sampled like a file (an image stays one frame)
-                frames = frames[uniform_indices(frames.shape[0], self.num_frames)]
+            # Decoded video is sampled like a file; an image stays one frame. A frame sampled twice is one view.
+            indices = uniform_indices(frames.shape[0], self.num_frames) if frames.shape[0] > 1 else [0]
+            views = self._views_of_arrays(frames, indices) if with_video else None
         else:
             clip = read_clip(
                 video,
-                self.num_frames,
+                self.num_frames if with_video else 0,
                 SAMPLING_RATE,
                 self.max_audio_seconds,
                 self._url_limits,
                 with_audio=with_audio and audio is None,
+                audio_track=audio_track,
+                strict=strict,
+                max_pixels=max_pixels,
+                convert_frame=self._frame_views,
             )
-            frames, waveform = clip.frames, clip.audio
+            views, waveform = clip.frames, clip.audio
         if with_audio and audio is not None:
-            waveform = self._load_audio(audio)
+            waveform = self._load_audio(audio, audio_track)
         decoded = {
             "frames": None,
             "faces": None,
             "face_mask": None,
             "audio": waveform if with_audio else None,
         }
-        if with_video and frames is not None:
-            resized = self.video_processor(
-                [frames], do_rescale=False, do_normalize=False, return_tensors="pt"
-            )
-            decoded["frames"] = resized["pixel_values_videos"][0].permute(0, 2, 3, 1).numpy()
+        if with_video and views is not None:
+            decoded["frames"] = np.stack([view.frame for view in views])
             if self.use_face_tower:
-                decoded["faces"], decoded["face_mask"] = self._face_crops(frames)
+                decoded["faces"], decoded["face_mask"] = self._primary_faces(views)
         return decoded
 
-    def _face_crops(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The primary face of each frame, tracked over the clip, as uint8 crops at the face size."""
-        crops = primary_face_crops(frames, self.face_detector, margin=self.face_margin)
-        found = [index for index, crop in enumerate(crops) if crop is not None]
-        faces = np.zeros((len(crops), self.face_image_size, self.face_image_size, 3), dtype=np.uint8)
-        if found:
-            resized = self.image_processor(
-                [crops[index] for index in found], do_rescale=False, do_normalize=False, return_tensors="pt"
-            )["pixel_values"]
-            faces[found] = resized.permute(0, 2, 3, 1).numpy()
-        mask = np.zeros(len(crops), dtype=bool)
-        mask[found] = True
-        return faces, mask
+    def _frame_views(self, picture: Picture) -> _FrameViews:
+        """The frame at the video processor's size, converted and scaled in one pass from the decoder's picture;
+        the faces found on a copy at the detector's `max_side` (the whole frame for a detector without one), each
+        cropped from the full-resolution frame and resized to the face size at once."""
+        size = self.video_processor.size
+        frame = picture.rgb(size["width"], size["height"], "BICUBIC")
+        if not self.use_face_tower:
+            return _FrameViews(frame, np.zeros((0, 4), np.float32), self._resize_faces([]))
+        detector_side = getattr(self.face_detector, "max_side", None)
+        seen = picture.rgb() if detector_side is None else picture.rgb_within(detector_side)
+        found = np.asarray(self.face_detector(np.ascontiguousarray(seen)), np.float32).reshape(-1, 4)
+        scale_x, scale_y = picture.width / seen.shape[1], picture.height / seen.shape[0]
+        boxes = found * np.array([scale_x, scale_y, scale_x, scale_y], np.float32)
+        crops = [crop_face(picture.rgb(), box, self.face_margin) for box in boxes]
+        return _FrameViews(frame, boxes, self._resize_faces(crops))
+
+    def _views_of_arrays(self, frames: np.ndarray, indices: Sequence[int]) -> list[_FrameViews]:
+        """`_frame_views` of decoded frames at `indices`, each distinct frame once."""
+        views = {index: self._frame_views(Picture(frames[index], max_side=None)) for index in set(indices)}
+        return [views[index] for index in indices]
+
+    def _resize_faces(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Face crops of any size as (N, F, F, 3) uint8 at the face size, by the face image processor's resize."""
+        side = self.face_image_size
+        if not crops:
+            return np.zeros((0, side, side, 3), np.uint8)
+        resized = self.image_processor(crops, do_rescale=False, do_normalize=False, return_tensors="pt")
+        return resized["pixel_values"].permute(0, 2, 3, 1).numpy()
+
+    def _primary_faces(self, views: list[_FrameViews]) -> tuple[np.ndarray, np.ndarray]:
+        """The primary face's crop in each frame (tracked over the clip) and whether it was seen there."""
+        indices = primary_face_indices([view.boxes for view in views])
+        faces = np.zeros((len(views), self.face_image_size, self.face_image_size, 3), np.uint8)
+        for position, (view, index) in enumerate(zip(views, indices, strict=True)):
+            if index is not None:
+                faces[position] = view.crops[index]
+        return faces, np.array([index is not None for index in indices], bool)
 
     def _check_decoded(
         self, clip: Mapping, with_video: bool, with_audio: bool
@@ -414,8 +490,8 @@ class OmniEmotionProcessor(ProcessorMixin):
             )
         faces = face_mask = None
         if frames is not None and self.use_face_tower:
-            if clip["faces"] is None:
-                faces, face_mask = self._face_crops(frames)  # cached without faces: track them now
+            if clip["faces"] is None:  # cached without faces: track them now
+                faces, face_mask = self._primary_faces(self._views_of_arrays(frames, range(len(frames))))
             else:
                 faces = np.asarray(clip["faces"], np.uint8)
                 face_mask = np.asarray(clip["face_mask"], bool)
@@ -430,12 +506,14 @@ class OmniEmotionProcessor(ProcessorMixin):
             waveform = np.asarray(waveform, np.float32).reshape(-1)
         return {"frames": frames, "faces": faces, "face_mask": face_mask, "audio": waveform}
 
-    def _load_audio(self, track: Any) -> np.ndarray:
+    def _load_audio(self, track: Any, audio_track: int | None) -> np.ndarray:
         if isinstance(track, dict):
             return resample_audio(track["array"], track.get("sampling_rate", SAMPLING_RATE), SAMPLING_RATE)
         if isinstance(track, (np.ndarray, torch.Tensor)):
             return np.asarray(track, dtype=np.float32).reshape(-1)
-        return read_audio(track, SAMPLING_RATE, self.max_audio_seconds, self._url_limits)
+        return read_audio(
+            track, SAMPLING_RATE, self.max_audio_seconds, self._url_limits, audio_track=audio_track
+        )
 
     def _visual_inputs(self, clips: list[dict | None], videos_kwargs: dict) -> dict[str, torch.Tensor]:
         """Frames and face crops of every row at the batch's T (see `__call__`); zeros for rows without frames."""

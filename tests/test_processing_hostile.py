@@ -79,6 +79,22 @@ def test_a_stream_with_one_keyframe_and_no_index_is_read_exactly(tmp_path):
     assert codes(read_clip(path, num_frames=8).frames) == expected_codes(FRAMES, 8)
 
 
+@pytest.mark.parametrize(
+    ("codec", "options", "stream_format"),
+    [("libx264", {}, "h264"), ("libx265", {"x265-params": "log-level=error"}, "hevc")],
+)
+def test_an_elementary_stream_is_sampled_by_index_from_a_path_or_memory(
+    tmp_path, codec, options, stream_format
+):
+    # A camera's or an encoder's raw output (`.h264`, `.hevc`): no timestamps, no container to seek in.
+    clip = coded_clip(tmp_path / "clip.mp4", video_codec=codec, codec_options=options, audio=False)
+    path = Path(mf.remux(clip, tmp_path / f"clip.{stream_format}", stream_format))
+    with av.open(str(path)) as container:
+        assert container.format.name == stream_format and container.streams.video[0].start_time is None
+    for source in (path, path.read_bytes(), io.BytesIO(path.read_bytes())):
+        assert codes(read_clip(source, num_frames=8).frames) == expected_codes(FRAMES, 8)
+
+
 def test_a_one_keyframe_clip_is_decoded_in_one_pass(tmp_path, monkeypatch):
     path = coded_clip(tmp_path / "one_keyframe.mp4", keyframe_seconds=100, audio=False)
     decoded = 0
@@ -188,6 +204,34 @@ def test_without_a_default_track_the_first_with_sound_is_taken_and_the_caller_ma
         read_audio(path, audio_track=3)
 
 
+def test_the_processor_passes_the_reading_options_to_each_file(tmp_path, tiny_tokenizer):
+    from processing import OmniEmotionProcessor
+    from processing.processing_omni_emotion import CLIP_MARKUP
+
+    processor = OmniEmotionProcessor(tokenizer=tiny_tokenizer)
+    tracks = coded_clip(
+        tmp_path / "tracks.mkv",
+        container_format="matroska",
+        format_options={"default_mode": "passthrough"},
+        audio_tracks=[_hz(880), mf.silence],
+    )
+    sound = processor(text=CLIP_MARKUP, videos=[tracks])["input_features"]
+    silent = processor(text=CLIP_MARKUP, videos=[tracks], audio_track=1)["input_features"]
+    assert sound.std() > 10 * silent.std()  # a silent window's log-mel is flat
+    with pytest.raises(MediaReadError, match=r"audio_track=2.*2 audio track"):
+        processor(text=CLIP_MARKUP, videos=[tracks], audio_track=2)
+
+    cut = mf.truncated_copy(
+        coded_clip(tmp_path / "whole.mp4", format_options={"movflags": "faststart"}), tmp_path / "cut.mp4"
+    )
+    with pytest.warns(MediaReadWarning, match="cut.mp4 is truncated"):
+        processor(text=CLIP_MARKUP, videos=[cut])
+    with pytest.raises(MediaReadError, match=r"cut\.mp4.*strict=True"):
+        processor(text=CLIP_MARKUP, videos=[cut], strict_media=True)
+    with pytest.raises(MediaReadError, match=r"whole\.mp4.*320x240.*`max_pixels`"):
+        processor(text=CLIP_MARKUP, videos=[tmp_path / "whole.mp4"], max_media_pixels=320 * 200)
+
+
 def test_a_jpeg_photo_is_read_as_an_image(tmp_path):
     path = tmp_path / "photo.jpg"
     Image.fromarray(mf.astronaut()).save(path, quality=95)
@@ -225,8 +269,12 @@ def test_a_16_bit_png_keeps_its_grey_levels(tmp_path):
     np.testing.assert_allclose(frame[0, :, 0], ramp[0] / 257, atol=1.5)
 
 
-def test_an_audio_file_with_cover_art_is_audio_alone(tmp_path):
-    path = mf.write_audio_with_cover(tmp_path / "song.mp3", seconds=1.0)
+@pytest.mark.parametrize("container_format", ["mp3", "mp4"])  # an .m4a is AAC in an MP4 container
+def test_an_audio_file_with_cover_art_is_audio_alone(tmp_path, container_format):
+    suffix = {"mp3": "mp3", "mp4": "m4a"}[container_format]
+    path = mf.write_audio_with_cover(
+        tmp_path / f"song.{suffix}", seconds=1.0, container_format=container_format
+    )
     with av.open(path) as container:
         assert container.streams.video[0].disposition & av.stream.Disposition.attached_pic
     clip = read_clip(path, num_frames=8)
