@@ -219,6 +219,11 @@ class _TimedFaceDetector:
         self.detector = detector
         self.seconds = 0.0
 
+    @property
+    def max_side(self) -> int | None:
+        """The wrapped detector's working size (see `FaceDetector`), so that the processor's copy is made for it."""
+        return getattr(self.detector, "max_side", None)
+
     def __call__(self, image: Any) -> Any:
         start = time.perf_counter()
         try:

