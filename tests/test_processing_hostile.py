@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from omni_emotion.synthetic import media as mf
@@ -218,6 +219,13 @@ def test_the_processor_passes_the_reading_options_to_each_file(tmp_path, tiny_to
     sound = processor(text=CLIP_MARKUP, videos=[tracks])["input_features"]
     silent = processor(text=CLIP_MARKUP, videos=[tracks], audio_track=1)["input_features"]
     assert sound.std() > 10 * silent.std()  # a silent window's log-mel is flat
+    chat = [
+        {"role": "user", "content": [{"type": "video", "path": tracks}, {"type": "text", "text": "Why?"}]}
+    ]
+    from_chat = processor.apply_chat_template(
+        chat, tokenize=True, return_dict=True, return_tensors="pt", processor_kwargs={"audio_track": 1}
+    )
+    assert torch.equal(from_chat["input_features"], silent)
     with pytest.raises(MediaReadError, match=r"audio_track=2.*2 audio track"):
         processor(text=CLIP_MARKUP, videos=[tracks], audio_track=2)
 
