@@ -194,17 +194,23 @@ def _quiet() -> None:
 
 
 def compare(
+    setting: str,
     paths: list[str],
     model,
     processor,
-    *,
-    batch_size: int,
-    max_new_tokens: int,
-    repeats: int,
+    args: argparse.Namespace,
     sampler: UtilizationSampler | None = None,
 ) -> float:
-    """Interleaved, repeated runs of both sides over `paths`; prints the table, returns the clips/s ratio (min)."""
+    """Interleaved, repeated runs of both sides over `paths`, after a line that says on what (`setting`, the clips
+    and the run's sizes); prints the table, returns the clips/s ratio (min)."""
     import torch
+
+    batch_size, max_new_tokens, repeats = args.batch_size, args.max_new_tokens, args.repeats
+    print(
+        f"{setting}: {describe_clips(paths)}; {processor.num_frames} frames a clip, batch {batch_size}, "
+        f"{max_new_tokens} new tokens, {repeats} repeats",
+        flush=True,
+    )
 
     from omni_emotion.pipeline import DEFAULT_PROMPT
 
@@ -284,21 +290,11 @@ def cpu_benchmark(args: argparse.Namespace) -> None:
         paths = write_clips(work / "clips", args.clips)
         checkpoint = write_tiny_checkpoint(work / "checkpoint")
         model, processor = load_for_inference(checkpoint, device="cpu", dtype="fp32")
-        print(
-            f"analyze throughput, tiny random checkpoint (omni_emotion.synthetic.tiny.write_tiny_checkpoint), CPU float32 "
-            f"({torch.get_num_threads()} threads, {os.cpu_count()} CPUs): {describe_clips(paths)}; "
-            f"{processor.num_frames} frames a clip, batch {args.batch_size}, {args.max_new_tokens} new tokens, "
-            f"{args.repeats} repeats",
-            flush=True,
+        setting = (
+            "analyze throughput, tiny random checkpoint (omni_emotion.synthetic.tiny.write_tiny_checkpoint), CPU "
+            f"float32 ({torch.get_num_threads()} threads, {os.cpu_count()} CPUs)"
         )
-        compare(
-            paths,
-            model,
-            processor,
-            batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens,
-            repeats=args.repeats,
-        )
+        compare(setting, paths, model, processor, args)
 
 
 def gpu_benchmark(args: argparse.Namespace) -> None:
@@ -340,22 +336,12 @@ def gpu_benchmark(args: argparse.Namespace) -> None:
     sampler = UtilizationSampler()
     with tempfile.TemporaryDirectory(prefix="omni-emotion-bench-analyze-") as tmp:
         paths = write_clips(Path(tmp) / "clips", args.clips)
-        print(
-            f"analyze throughput, omni-emotion-7b preset with random weights, bf16, SDPA, on "
-            f"{torch.cuda.get_device_name()} ({os.cpu_count()} CPUs for decoding): {describe_clips(paths)}; "
-            f"{processor.num_frames} frames a clip, batch {args.batch_size}, {args.max_new_tokens} new tokens, "
-            f"{args.repeats} repeats; weights {torch.cuda.memory_allocated() / 2**30:.1f} GiB",
-            flush=True,
+        setting = (
+            "analyze throughput, omni-emotion-7b preset with random weights "
+            f"({torch.cuda.memory_allocated() / 2**30:.1f} GiB), bf16, SDPA, on {torch.cuda.get_device_name()} "
+            f"({os.cpu_count()} CPUs for decoding)"
         )
-        compare(
-            paths,
-            model,
-            processor,
-            batch_size=args.batch_size,
-            max_new_tokens=args.max_new_tokens,
-            repeats=args.repeats,
-            sampler=sampler,
-        )
+        compare(setting, paths, model, processor, args, sampler=sampler)
 
 
 def main() -> None:
