@@ -3,14 +3,13 @@ here, with scripted judges (a Python callable, and an OpenAI-compatible server o
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
+from chat_server import ChatCompletionsServer
 from training_fixtures import DFEW_TEST, write_sources
 
 from omni_emotion import analyze as analyze_module
@@ -340,39 +339,14 @@ def emer_data(short_clip, tmp_path_factory) -> Path:
     return folder
 
 
-class ChatCompletions(http.server.BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat-completions server that replies as `scripted_judge`, with a `usage`."""
-
-    requests: list[dict] = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"auth": self.headers.get("Authorization"), "body": body})
-        reply = scripted_judge(body["messages"][0]["content"])
-        payload = json.dumps(
-            {
-                "choices": [{"message": {"role": "assistant", "content": reply}}],
-                "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def chat_server():
-    ChatCompletions.requests = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ChatCompletions)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    """Replies as `scripted_judge`, with a `usage` block."""
+    server = ChatCompletionsServer(
+        scripted_judge, usage={"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+    )
+    yield server
+    server.close()
 
 
 class Counting:
@@ -438,7 +412,7 @@ def test_emer_ov_judge_grouping_over_http_from_the_command_line(
     _answering(monkeypatch, *OV_ANSWERS)
     monkeypatch.setenv("TEST_JUDGE_KEY", "secret")
     command = [
-        "--benchmark", "emer-ov", "--data", str(judge_ov_data), "--grouping", "judge", "--judge", chat_server,
+        "--benchmark", "emer-ov", "--data", str(judge_ov_data), "--grouping", "judge", "--judge", chat_server.url,
         "--judge-model", "judge-72b", "--judge-api-key-env", "TEST_JUDGE_KEY", "--output-dir", str(tmp_path),
         "--no-progress",
     ]  # fmt: skip
@@ -449,8 +423,8 @@ def test_emer_ov_judge_grouping_over_http_from_the_command_line(
     assert "4 generated now, 0 from an earlier run" in printed
     assert "50.00" in printed and "65.90" in printed
     assert "3 request(s), 0 cache hit(s), 300 prompt + 30 completion tokens" in printed
-    assert len(ChatCompletions.requests) == 3
-    request = ChatCompletions.requests[0]
+    assert len(chat_server.requests) == 3
+    request = chat_server.requests[0]
     assert request["auth"] == "Bearer secret" and request["body"]["model"] == "judge-72b"
     assert request["body"]["temperature"] == 0
     summary = json.loads((tmp_path / "emer_ov_summary.json").read_text())
@@ -460,7 +434,7 @@ def test_emer_ov_judge_grouping_over_http_from_the_command_line(
     _no_model_loading(monkeypatch)  # --judge-only: no model, and the cache answers everything
     assert main_from_args(_args(*command, "--judge-only")) == 1
     assert "0 request(s), 3 cache hit(s), tokens not reported" in capsys.readouterr().out
-    assert len(ChatCompletions.requests) == 3
+    assert len(chat_server.requests) == 3
 
 
 # -- EMER ----------------------------------------------------------------------------------------------------------
@@ -507,13 +481,13 @@ def test_emer_over_http_then_judge_only_from_the_cache(
 ):
     _answering(monkeypatch, *EMER_ANSWERS)
     command = [
-        "--benchmark", "emer", "--data", str(emer_data), "--judge", chat_server, "--judge-model", "judge-72b",
+        "--benchmark", "emer", "--data", str(emer_data), "--judge", chat_server.url, "--judge-model", "judge-72b",
         "--output-dir", str(tmp_path), "--no-progress",
     ]  # fmt: skip
     assert main_from_args(_args(*command, "--model", str(checkpoint), "--device", "cpu")) == 1
     printed = capsys.readouterr().out
     assert "8 request(s), 0 cache hit(s), 800 prompt + 80 completion tokens" in printed
-    assert len(ChatCompletions.requests) == 8 and ChatCompletions.requests[0]["auth"] is None
+    assert len(chat_server.requests) == 8 and chat_server.requests[0]["auth"] is None
     summary = json.loads((tmp_path / "emer_summary.json").read_text())
     assert summary["scores"] == EMER_SCORES and summary["judge"]["completion_tokens"] == 80
 
@@ -521,7 +495,7 @@ def test_emer_over_http_then_judge_only_from_the_cache(
     assert main_from_args(_args(*command, "--judge-only")) == 1
     printed = capsys.readouterr().out
     assert "0 request(s), 8 cache hit(s)" in printed and "7.00" in printed
-    assert len(ChatCompletions.requests) == 8
+    assert len(chat_server.requests) == 8
 
 
 def test_a_failing_judge_stops_the_run_and_keeps_what_it_has(

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import http.server
-import json
-import threading
-
 import evaluate
 import pytest
+from chat_server import ChatCompletionsServer
 
 from evaluate_metrics import metric_path
 
@@ -93,56 +90,26 @@ def test_empty_reference_is_an_error_naming_the_sample(emer_reasoning):
         emer_reasoning.compute(predictions=PREDICTIONS, references=[REFERENCES[0], " "], judge=scripted_judge)
 
 
-class ChatCompletionsHandler(http.server.BaseHTTPRequestHandler):
-    """A stand-in OpenAI-compatible server: answers as `scripted_judge`, or with the status it is told."""
-
-    requests: list[dict] = []
-    status = 200
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append(
-            {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
-        )
-        answer = {
-            "choices": [
-                {"message": {"role": "assistant", "content": scripted_judge(body["messages"][0]["content"])}}
-            ]
-        }
-        payload = json.dumps(answer if self.status == 200 else {"error": "overloaded"}).encode()
-        self.send_response(self.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def chat_server():
-    ChatCompletionsHandler.requests = []
-    ChatCompletionsHandler.status = 200
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ChatCompletionsHandler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    """Answers as `scripted_judge`, or with the status a test sets."""
+    server = ChatCompletionsServer(scripted_judge)
+    yield server
+    server.close()
 
 
 def test_openai_compatible_endpoint_is_called_greedily(emer_reasoning, chat_server):
     result = emer_reasoning.compute(
         predictions=PREDICTIONS,
         references=REFERENCES,
-        judge=chat_server,
+        judge=chat_server.url,
         judge_model="judge-7b",
         judge_api_key="secret",
         judge_timeout=10,
     )
     assert result["clue_overlap_scores"] == [9.0, 4.0]
-    assert len(ChatCompletionsHandler.requests) == 8  # 4 prompts per sample
-    request = ChatCompletionsHandler.requests[0]
+    assert len(chat_server.requests) == 8  # 4 prompts per sample
+    request = chat_server.requests[0]
     assert request["path"] == "/v1/chat/completions"
     assert request["auth"] == "Bearer secret"
     assert request["body"]["model"] == "judge-7b"
@@ -150,10 +117,10 @@ def test_openai_compatible_endpoint_is_called_greedily(emer_reasoning, chat_serv
 
 
 def test_endpoint_errors_name_the_status_and_the_sample(emer_reasoning, chat_server):
-    ChatCompletionsHandler.status = 503
+    chat_server.status = 503
     with pytest.raises(RuntimeError, match="answered HTTP 503") as raised:
         emer_reasoning.compute(
-            predictions=PREDICTIONS, references=REFERENCES, judge=chat_server, judge_model="m"
+            predictions=PREDICTIONS, references=REFERENCES, judge=chat_server.url, judge_model="m"
         )
     assert "(while judging sample 0)" in raised.value.__notes__
 
